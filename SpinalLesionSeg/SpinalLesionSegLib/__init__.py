@@ -1,0 +1,17 @@
+"""SpinalLesionSegLib: the core of SpinalLesionSeg.
+
+Pure Python (numpy, SimpleITK; nnunetv2 and torch only where inference happens), with no ``slicer``, ``qt`` or
+``ctk`` import, so the same code runs inside 3D Slicer, in the background worker, in the ``spinal-lesion-seg``
+command-line tool and in plain pytest. Heavy modules (torch, nnunetv2, slicer) are imported by the functions that
+need them, never at package import time, so that ``import SpinalLesionSegLib`` stays fast in Slicer's GUI process.
+
+Modules:
+    errors      -- ``InputError``: one-line, user-facing errors that name the file and the problem.
+    validation  -- checks every entry point applies to an input image (3D, scalar, finite, sane spacing).
+    io          -- read/write NIfTI and NRRD with exact geometry; atomic writes; image <-> array.
+    geometry    -- IJK-to-RAS matrices and orientation codes (Slicer is RAS, ITK is LPS), in one place.
+    mrml        -- MRML helpers (scene passed in; ``slicer.vtkMRML*`` classes only), for Slicer and slicer-core.
+    cli         -- the ``spinal-lesion-seg`` command.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""The ``spinal-lesion-seg`` command.
+
+Each subcommand is a small function here that parses its arguments and calls the library. Problems with the
+user's input (:class:`~SpinalLesionSegLib.errors.InputError`) end in a one-line message on stderr and exit code 2,
+never a traceback; genuine bugs still raise so they can be reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import InputError
+
+PROG = "spinal-lesion-seg"
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    """Check images the way every other command will, and print their geometry."""
+    from .describe import describe_image, format_description
+    from .io import read_image
+
+    failures = 0
+    results = {}
+    for path in args.images:
+        try:
+            info = describe_image(read_image(path))
+        except InputError as error:
+            failures += 1
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            continue
+        results[path] = info
+        if not args.json:
+            print(format_description(path, info))
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    return EXIT_BAD_INPUT if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment multiple sclerosis lesions in spinal cord MRI with the published nnU-Net models, "
+        "and report lesion counts and volumes per vertebral level.",
+        epilog=f"Run '{PROG} COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = commands.add_parser(
+        "info",
+        help="check images and print their size, spacing (mm) and orientation",
+        description="Check NIfTI/NRRD images as every command does (3D, scalar, finite, plausible spacing) and "
+        "print their grid. Exit code 2 if any image is unusable.",
+    )
+    info.add_argument("images", nargs="+", metavar="IMAGE", help="NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except InputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Static checks of the Slicer extension's packaging: CMake lists, .s4ext/.json metadata, the .ui and the module.
+
+A file missing from the module's CMakeLists.txt is missing from the packaged extension while a developer checkout
+still works, and a widget name used in the module but absent from the .ui fails only when a user opens the panel:
+these tests catch both before a user does.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import MODULE_DIR, REPO_ROOT
+
+S4EXT_KEYWORDS = {
+    "scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors", "category",
+    "iconurl", "status", "description", "screenshoturls", "enabled",
+}
+
+
+def cmake_set_lists(cmake_text: str) -> dict[str, list[str]]:
+    """``set(NAME a b c)`` blocks of a CMakeLists.txt as {NAME: [a, b, c]} (comments removed)."""
+    text = re.sub(r"#[^\n]*", "", cmake_text)
+    return {m.group(1): m.group(2).split() for m in re.finditer(r"set\(\s*(\w+)\s+([^)]*)\)", text)}
+
+
+def unlisted_module_files(module_dir: Path) -> tuple[set[str], set[str]]:
+    """(files on disk missing from the module's CMake lists, listed files missing on disk)."""
+    lists = cmake_set_lists((module_dir / "CMakeLists.txt").read_text())
+    listed = set(lists.get("MODULE_PYTHON_SCRIPTS", [])) | set(lists.get("MODULE_PYTHON_RESOURCES", []))
+    on_disk = {
+        p.relative_to(module_dir).as_posix()
+        for p in module_dir.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        and (p.suffix == ".py" or "Resources" in p.relative_to(module_dir).parts)
+    }
+    return on_disk - listed, listed - on_disk
+
+
+def test_every_module_file_is_listed_in_cmake() -> None:
+    missing, stale = unlisted_module_files(MODULE_DIR)
+    assert not missing, f"add to SpinalLesionSeg/CMakeLists.txt: {sorted(missing)}"
+    assert not stale, f"listed in SpinalLesionSeg/CMakeLists.txt but missing: {sorted(stale)}"
+
+
+def test_the_cmake_check_catches_a_forgotten_file(tmp_path: Path) -> None:
+    copy = tmp_path / "SpinalLesionSeg"
+    shutil.copytree(MODULE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "SpinalLesionSegLib" / "forgotten.py").write_text("")
+    (copy / "Resources" / "Icons" / "extra.png").write_bytes(b"")
+    missing, _ = unlisted_module_files(copy)
+    assert missing == {"SpinalLesionSegLib/forgotten.py", "Resources/Icons/extra.png"}
+
+
+def test_module_cmake_builds_a_scripted_module_with_its_self_test() -> None:
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
+    assert re.search(r"slicer_add_python_unittest\(\s*SCRIPT\s+\$\{MODULE_NAME\}\.py", text)
+    assert cmake_set_lists(text)["MODULE_NAME"] == ["SpinalLesionSeg"]
+
+
+def parse_s4ext(text: str) -> dict[str, str]:
+    """One ``keyword value`` per non-comment line; raises ValueError on anything else."""
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        keyword, _, value = stripped.partition(" ")
+        if not re.fullmatch(r"[a-z_]+", keyword) or keyword in entries:
+            raise ValueError(f"line {number}: bad or repeated keyword {keyword!r}")
+        entries[keyword] = value.strip()
+    return entries
+
+
+def test_s4ext_json_and_cmake_agree() -> None:
+    s4ext_files = list(REPO_ROOT.glob("*.s4ext"))
+    assert [p.name for p in s4ext_files] == ["SpinalLesionSeg.s4ext"]
+    s4ext = parse_s4ext(s4ext_files[0].read_text())
+    assert S4EXT_KEYWORDS <= set(s4ext), f"missing: {S4EXT_KEYWORDS - set(s4ext)}"
+
+    cmake_text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    project = re.search(r"project\(\s*(\w+)", cmake_text).group(1)
+    settings = {m.group(1): m.group(2) for m in re.finditer(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', cmake_text)}
+    index_entry = json.loads((REPO_ROOT / f"{project}.json").read_text())
+
+    assert s4ext_files[0].stem == project == "SpinalLesionSeg"
+    assert not project.lower().startswith("slicer")
+    assert {"$schema", "category", "scm_url"} <= set(index_entry)
+    assert s4ext["category"] == settings["EXTENSION_CATEGORY"] == index_entry["category"] == "Segmentation"
+    assert s4ext["homepage"] == settings["EXTENSION_HOMEPAGE"]
+    assert s4ext["scmurl"] == index_entry["scm_url"]
+    assert s4ext["depends"].split() == settings["EXTENSION_DEPENDS"].split() == index_entry["build_dependencies"]
+    assert "PyTorch" in index_entry["build_dependencies"]
+    assert s4ext["iconurl"] == settings["EXTENSION_ICONURL"]
+    assert settings["EXTENSION_ICONURL"].endswith("Resources/Icons/SpinalLesionSeg.png")
+    for key in ("EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_SCREENSHOTURLS"):
+        assert settings.get(key), key
+    assert "add_subdirectory(SpinalLesionSeg)" in cmake_text
+    assert (REPO_ROOT / "LICENSE").read_text().split()[:2] == ["Apache", "License"]
+
+
+def test_s4ext_parser_rejects_repeated_keywords() -> None:
+    with pytest.raises(ValueError):
+        parse_s4ext("scm git\nscm svn\n")
+
+
+def _ui_widget_names(ui_path: Path) -> set[str]:
+    root = ET.parse(ui_path).getroot()
+    return {w.get("name") for w in root.iter() if w.tag in {"widget", "layout", "spacer", "action"}}
+
+
+def test_ui_parses_and_has_every_widget_the_module_uses() -> None:
+    ui_path = MODULE_DIR / "Resources" / "UI" / "SpinalLesionSeg.ui"
+    names = _ui_widget_names(ui_path)
+    source = (MODULE_DIR / "SpinalLesionSeg.py").read_text()
+    used = set(re.findall(r"\bui\.(\w+)", source))
+    assert used, "the module uses no widget: the regex is broken"
+    assert used <= names, f"used by SpinalLesionSeg.py but not in the .ui: {sorted(used - names)}"
+
+
+def test_ui_parameter_bindings_exist_in_the_parameter_node() -> None:
+    root = ET.parse(MODULE_DIR / "Resources" / "UI" / "SpinalLesionSeg.ui").getroot()
+    bound = {
+        prop.find("string").text
+        for prop in root.iter("property")
+        if prop.get("name") == "SlicerParameterName"
+    }
+    tree = ast.parse((MODULE_DIR / "SpinalLesionSeg.py").read_text())
+    parameter_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("ParameterNode"))
+    fields = {n.target.id for n in parameter_class.body if isinstance(n, ast.AnnAssign)}
+    assert bound and bound <= fields, f"bound in .ui but not parameters: {sorted(bound - fields)}"
+
+
+def test_module_file_compiles_and_has_the_four_template_classes() -> None:
+    source = (MODULE_DIR / "SpinalLesionSeg.py").read_text()
+    tree = ast.parse(source)
+    compile(source, "SpinalLesionSeg.py", "exec")
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert {"SpinalLesionSeg", "SpinalLesionSegWidget", "SpinalLesionSegLogic", "SpinalLesionSegTest"} <= classes
+    assert 'resourcePath("UI/SpinalLesionSeg.ui")' in source
+    assert "../Resources" not in source
+
+
+@pytest.mark.parametrize("icon", ["SpinalLesionSeg/Resources/Icons/SpinalLesionSeg.png",
+                                  "Resources/Icons/SpinalLesionSeg.png"])
+def test_icons_are_128_pixel_pngs(icon: str) -> None:
+    with Image.open(REPO_ROOT / icon) as image:
+        assert image.format == "PNG" and image.size == (128, 128)
+
+
+def test_layout_of_the_design_card() -> None:
+    for name in ["SpinalLesionSeg", "Resources", "Testing", "docs", ".ci"]:
+        assert (REPO_ROOT / name).is_dir(), name
+    for name in ["CMakeLists.txt", "SpinalLesionSeg.s4ext", "SpinalLesionSeg.json", "README.md", "LICENSE",
+                 "pyproject.toml", ".ci/run", "docs/index.md", "docs/architecture.md"]:
+        assert (REPO_ROOT / name).is_file(), name
+
+
+BLOCKER = """
+import importlib, importlib.abc, pkgutil, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'slicer', 'qt', 'ctk', 'vtk', 'vtkmodules', 'torch', 'nnunetv2'}:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import SpinalLesionSegLib
+for info in pkgutil.iter_modules(SpinalLesionSegLib.__path__):
+    if info.name not in {'mrml', '__main__'}:
+        importlib.import_module('SpinalLesionSegLib.' + info.name)
+print(sorted(m for m in sys.modules if m.startswith('SpinalLesionSegLib')))
+"""
+
+
+def test_core_imports_without_slicer_qt_or_torch() -> None:
+    result = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "SpinalLesionSegLib.io" in result.stdout and "SpinalLesionSegLib.cli" in result.stdout
