@@ -8,6 +8,7 @@ never a traceback; genuine bugs still raise so they can be reported.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,11 @@ from .errors import InputError
 
 PROG = "spinal-lesion-seg"
 EXIT_BAD_INPUT = 2
+
+#: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and
+#: imports its heavy dependencies (torch, nnunetv2, matplotlib) inside its command functions, so that
+#: ``spinal-lesion-seg --help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -61,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("images", nargs="+", metavar="IMAGE", help="NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     info.set_defaults(func=_cmd_info)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module_name}").register(commands)
     return parser
 
 
