@@ -12,6 +12,17 @@ Modules:
     geometry    -- IJK-to-RAS matrices and orientation codes (Slicer is RAS, ITK is LPS), in one place.
     mrml        -- MRML helpers (scene passed in; ``slicer.vtkMRML*`` classes only), for Slicer and slicer-core.
     cli         -- the ``spinal-lesion-seg`` command.
+    manifests   -- what is known about each model (archives, layout, labels, orientation, crop, citation).
+    models      -- model cache, installer (download, offline, custom), verification and ``resolve_model``.
+    archive     -- zip files and model folders read safely (no traversal, no links, nothing executed).
+    download    -- resumable HTTP downloads (``.part`` files, Range requests), standard library only.
+    cli_models  -- ``spinal-lesion-seg models list|install|verify|remove|path``.
+    levels      -- vertebral level names/codes, the four level sources (auto-detected) and the assignment rules.
+    lesions     -- lesions as connected components; exact per-lesion and per-level volumes (mm3).
+    stats       -- lesion statistics from files: lesions.csv, levels.csv, summary.json, lesion label image.
+    metrics     -- Dice and lesion-wise TP/FP/FN, recall, PPV, F1 (seed paper's rules or ANIMA's).
+    sweep       -- threshold sweep of soft maps: scores per threshold, recommended threshold, plot.
+    cli_analysis -- ``spinal-lesion-seg stats|evaluate|sweep``.
 """
 
 __version__ = "0.1.0"

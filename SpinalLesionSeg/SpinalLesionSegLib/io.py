@@ -7,9 +7,12 @@ process never leaves a half-written output under the final name.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,23 +56,38 @@ def read_image(path: str | os.PathLike[str]) -> sitk.Image:
     return image
 
 
-def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` atomically and return the path.
+@contextlib.contextmanager
+def atomic_destination(path: str | os.PathLike[str], suffix: str = ".partial") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, rename it onto ``path``.
 
-    The file is first written under a temporary name in the destination folder (same file system) and then
-    renamed over ``path``, so readers see either nothing or the complete file. Parent folders are created.
+    The temporary file is in the destination folder (same file system, so the rename is atomic) and hidden
+    (leading dot); ``suffix`` lets writers that pick a format by extension see the right one. On failure it is
+    deleted. The final file gets ordinary permissions (0666 less the umask), not mkstemp's private 0600.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compress: bool = True) -> Path:
+    """Write ``image`` to ``path`` atomically (see :func:`atomic_destination`) and return the path.
+
+    Readers see either nothing or the complete file, even if the process is killed mid-write.
     """
     p = Path(path)
     _, suffix = split_image_suffix(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".partial{suffix}", dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp_name, useCompression=compress)
-        os.replace(tmp_name, p)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_destination(p, suffix=f".partial{suffix}") as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
     return p
 
 
@@ -99,6 +117,49 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = GRID_TOLERANCE) -
         and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tolerance, rtol=0)
         and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance, rtol=0)
     )
+
+
+def resample_to_grid(image: sitk.Image, reference: sitk.Image, source: str | os.PathLike[str] | None,
+                     reference_name: str) -> sitk.Image:
+    """Return ``image`` on ``reference``'s voxel grid (nearest neighbour, so labels and masks keep their values).
+
+    Unchanged when the grids already match. Otherwise logs a warning naming both images (different grids are
+    usually a mistake the user wants to know about) and resamples; raises InputError when the two images do not
+    overlap physically at all, since then no voxel could be compared.
+    """
+    if same_grid(image, reference):
+        return image
+    if not _boxes_overlap(image, reference):
+        raise InputError(source, f"does not overlap {reference_name} physically (different position in the "
+                                 "scanner); it cannot belong to the same scan")
+    logging.getLogger(__name__).warning(
+        "%s: on a different voxel grid from %s; resampled onto it (nearest neighbour)", source, reference_name)
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, image.GetPixelID())
+
+
+def _boxes_overlap(a: sitk.Image, b: sitk.Image) -> bool:
+    """True when the physical bounding boxes (voxel edges, LPS mm) of two images intersect with positive volume."""
+    def box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+        size = np.array(image.GetSize(), dtype=float)
+        corners = np.array([[c[0], c[1], c[2]] for c in np.ndindex(2, 2, 2)], dtype=float) * size - 0.5
+        points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
+        return points.min(axis=0), points.max(axis=0)
+
+    (a_low, a_high), (b_low, b_high) = box(a), box(b)
+    return bool(np.all(np.minimum(a_high, b_high) > np.maximum(a_low, b_low)))
+
+
+def write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write a text file (CSV, JSON) atomically in UTF-8, like :func:`write_image`; return the path."""
+    return write_bytes(text.encode("utf-8"), path)
+
+
+def write_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write a file (e.g. a PNG plot) atomically (see :func:`atomic_destination`); return the path."""
+    p = Path(path)
+    with atomic_destination(p) as tmp:
+        tmp.write_bytes(data)
+    return p
 
 
 def _itk_reason(error: RuntimeError) -> str:

@@ -16,7 +16,6 @@ image on a k-flipped voxel grid. :func:`volume_node_from_image` does the same (v
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from .geometry import ijk_to_ras_matrix, set_ijk_to_ras, to_right_handed
+from .io import atomic_destination
 
 
 def _to_vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
@@ -171,18 +171,14 @@ def save_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, path: str | 
     target = Path(path)
     if not target.name.endswith(".seg.nrrd"):
         raise ValueError(f"{target}: a segmentation file must end with .seg.nrrd")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial.seg.nrrd", dir=target.parent)
-    os.close(fd)
     scene = segmentation.GetScene()
     storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     try:
-        storage.SetFileName(tmp_name)
-        if not storage.WriteData(segmentation):
-            raise OSError(f"{target}: Slicer could not write the segmentation")
-        os.replace(tmp_name, target)
+        with atomic_destination(target, suffix=".partial.seg.nrrd") as tmp:
+            storage.SetFileName(str(tmp))
+            if not storage.WriteData(segmentation):
+                raise OSError(f"{target}: Slicer could not write the segmentation")
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
         scene.RemoveNode(storage)
     return target
 

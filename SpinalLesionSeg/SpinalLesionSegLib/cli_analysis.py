@@ -1,0 +1,152 @@
+"""The analysis subcommands of ``spinal-lesion-seg``: ``stats``, ``evaluate`` and ``sweep``.
+
+Registered by :mod:`.cli` through ``COMMAND_MODULES``. Only argparse is imported at module level; the analysis
+modules (scipy, cc3d, matplotlib behind them) load inside the command functions, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``stats``, ``evaluate`` and ``sweep`` to the ``spinal-lesion-seg`` subcommands."""
+    from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, KINDS  # numpy + SimpleITK only, already loaded by the CLI
+    from .lesions import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+
+    stats = commands.add_parser(
+        "stats", help="lesion counts and volumes (mm3) per lesion and per vertebral level",
+        description="Count the lesions of a mask (connected components) and measure each one: volume, soft "
+        "volume, centroid, superior-inferior extent and vertebral levels. Writes lesions.csv, levels.csv, "
+        "summary.json and <stem>_lesion_label.nii.gz into OUTDIR. Rules: docs/conventions.md.")
+    stats.add_argument("--lesion", required=True, metavar="MASK", help="binary lesion mask (NIfTI/NRRD)")
+    stats.add_argument("--soft", metavar="SOFT", help="soft map (probabilities 0..1) for soft volumes")
+    stats.add_argument("--levels", metavar="FILE", help="vertebral levels: SCT labelled cord, TotalSpineSeg "
+                       "output, SCT disc points, or a Slicer .mrk.json point list naming discs")
+    stats.add_argument("--levels-kind", default=AUTO, choices=(AUTO, *KINDS),
+                       help="kind of --levels (default: detected from the file)")
+    stats.add_argument("--cord", metavar="CORD", help="spinal cord mask: centreline for disc points, and the "
+                       "volume of each lesion outside the cord")
+    stats.add_argument("--restrict-to-cord", action="store_true",
+                       help="drop lesion voxels outside the cord mask dilated by --cord-dilation (reported)")
+    stats.add_argument("--cord-dilation", type=_non_negative, default=0.0, metavar="MM",
+                       help="dilation of the cord mask for --restrict-to-cord, in mm (default 0)")
+    stats.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY,
+                       help=f"voxel connectivity of a lesion (default {DEFAULT_CONNECTIVITY}, as sct_analyze_lesion)")
+    stats.add_argument("--min-size", type=_non_negative, default=0.0, metavar="MM3",
+                       help="remove lesions smaller than this volume in mm3 (default 0; removals are reported)")
+    stats.add_argument("--max-distance", type=_non_negative, default=DEFAULT_MAX_DISTANCE_MM, metavar="MM",
+                       help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
+                       f"within this distance in mm (default {DEFAULT_MAX_DISTANCE_MM:g})")
+    stats.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    stats.set_defaults(func=_cmd_stats)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="Dice and lesion-wise TP/FP/FN, recall, PPV, F1 of predictions against references",
+        description="Compare predicted masks with reference masks, pair by pair in the given order. Prints a table "
+        "(and the means for several pairs); --json writes everything. Rules: docs/conventions.md.")
+    evaluate.add_argument("--ref", required=True, nargs="+", metavar="REF", help="reference mask(s)")
+    evaluate.add_argument("--pred", required=True, nargs="+", metavar="PRED", help="predicted mask(s)")
+    evaluate.add_argument("--rules", choices=("paper", "anima"), default="paper",
+                          help="lesion-wise rules: the seed paper's (default) or ANIMA's")
+    evaluate.add_argument("--json", metavar="OUT", help="write per-pair metrics and means to this JSON file")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    sweep = commands.add_parser(
+        "sweep", help="Dice and lesion F1/PPV/recall for thresholds 0.05..0.95 of soft maps",
+        description="Threshold soft maps at 0.05, 0.10, ..., 0.95 and score each against its reference (seed "
+        "paper's rules). Writes sweep.csv, sweep.json (with the recommended threshold) and sweep.png into OUTDIR.")
+    sweep.add_argument("--soft", required=True, nargs="+", metavar="SOFT", help="soft map(s), values 0..1")
+    sweep.add_argument("--ref", required=True, nargs="+", metavar="REF", help="reference mask(s), same order")
+    sweep.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    sweep.set_defaults(func=_cmd_sweep)
+
+
+def _non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (mm or mm3)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import run_stats
+
+    outputs = run_stats(args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
+                        levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
+                        cord_dilation_mm=args.cord_dilation, connectivity=args.connectivity,
+                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance)
+    summary = outputs.summary
+    print(f"{summary['lesion_count']} lesion(s), {summary['total_volume_mm3']:.6g} mm3 in total")
+    for level, row in summary["per_level"].items():
+        if row["lesions_touching"] or level == "unassigned":
+            print(f"  {level:>10}: {row['lesion_count']} lesion(s) (primary), {row['volume_mm3']:.6g} mm3")
+    for path in (outputs.lesions_csv, outputs.levels_csv, outputs.summary_json, outputs.label_image):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .errors import InputError
+    from .io import image_to_array
+    from .metrics import NUMERIC_FIELDS, evaluate, mean_metrics
+    from .stats import read_mask, read_mask_on
+
+    if len(args.ref) != len(args.pred):
+        raise InputError(None, f"{len(args.ref)} reference(s) but {len(args.pred)} prediction(s): give them in "
+                               "pairs, in the same order")
+    results = []
+    for ref_path, pred_path in zip(args.ref, args.pred):
+        ref_image = read_mask(ref_path)
+        pred = read_mask_on(pred_path, ref_image, f"the reference {ref_path}")
+        voxel_volume = float(np.prod(ref_image.GetSpacing()))
+        results.append(evaluate(image_to_array(ref_image) != 0, pred, voxel_volume, args.rules))
+
+    columns = ("dice", "tp", "fp", "fn", "recall", "ppv", "f1", "ref_lesion_count", "pred_lesion_count",
+               "volume_difference_mm3")
+    header = ("pred", "dice", "TP", "FP", "FN", "recall", "PPV", "F1", "n_ref", "n_pred", "dV_mm3")
+    names = [Path(p).name for p in args.pred]
+    width = max(len("mean"), *(len(n) for n in names))
+    print(f"{header[0]:<{width}} " + " ".join(f"{h:>7}" for h in header[1:]) + f"   (rules: {args.rules})")
+    for name, result in zip(names, results):
+        print(f"{name:<{width}} " + " ".join(_cell(getattr(result, c)) for c in columns))
+    mean = mean_metrics(results)
+    if len(results) > 1:
+        print(f"{'mean':<{width}} " + " ".join(_cell(mean[c]) for c in columns))
+    if args.json:
+        from .io import write_text
+
+        document = {"rules": args.rules,
+                    "cases": [{"ref": r, "pred": p, **m.as_dict()} for r, p, m in zip(args.ref, args.pred, results)],
+                    "mean": {name: mean[name] for name in NUMERIC_FIELDS}}
+        write_text(json.dumps(document, indent=2) + "\n", args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cell(value: float | int) -> str:
+    return f"{value:>7d}" if isinstance(value, int) else f"{value:>7.3f}"
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    result = run_sweep(args.soft, args.ref, args.output)
+    print(f"{'threshold':>9} {'dice':>6} {'F1':>6} {'PPV':>6} {'recall':>6} {'n_pred':>7}")
+    for row in result.mean:
+        print(f"{row['threshold']:>9.2f} {row['dice']:>6.3f} {row['f1']:>6.3f} {row['ppv']:>6.3f} "
+              f"{row['recall']:>6.3f} {row['pred_lesion_count']:>7.1f}")
+    best = result.recommended
+    print(f"recommended threshold {best['threshold']:.2f} (mean lesion F1 {best['mean_f1']:.3f}, "
+          f"mean Dice {best['mean_dice']:.3f})")
+    print(f"wrote {Path(args.output) / 'sweep.csv'}, sweep.json, sweep.png")
+    return 0

@@ -1,0 +1,48 @@
+"""Build an nnU-Net network from ``plans.json`` alone, without the trainer class and without trusting class names.
+
+Published models name custom trainers (``lesion_ms`` uses ``nnUNetTrainerDiceCELoss_noSmooth_4000epochs_fromScratch``)
+that stock nnunetv2 cannot find; SCT runs a ``trainer_class.py`` shipped inside the model zip to get around it. The
+custom trainers only change training settings, so the network is fully described by the plans' ``architecture``
+entry. ``plans.json`` names classes by dotted path, and nnunetv2 would import whatever it names; we only accept
+network classes from ``dynamic_network_architectures`` and building blocks from ``torch.nn``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+ALLOWED_NETWORK_PREFIX = "dynamic_network_architectures.architectures."
+ALLOWED_BLOCK_PREFIX = "torch.nn."
+
+
+def _import_dotted(path: str, allowed_prefix: str, source: Path) -> Any:
+    if not path.startswith(allowed_prefix) or not all(part.isidentifier() for part in path.split(".")):
+        raise InputError(source, f"refused: plans name the class {path!r}, outside {allowed_prefix}*")
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        raise InputError(source, f"plans name the class {path!r}, which this installation does not have") from None
+
+
+def build_network(plans_manager: Any, configuration_manager: Any, num_input_channels: int,
+                  num_output_channels: int, plans_path: Path) -> Any:
+    """Instantiate the configuration's architecture (deep supervision off, as for inference).
+
+    ``plans_path`` is only used to name the file in errors.
+    """
+    arch_class_name = configuration_manager.network_arch_class_name
+    kwargs = dict(configuration_manager.network_arch_init_kwargs)
+    for key in configuration_manager.network_arch_init_kwargs_req_import:
+        if kwargs.get(key) is not None:
+            kwargs[key] = _import_dotted(kwargs[key], ALLOWED_BLOCK_PREFIX, plans_path)
+    network_class = _import_dotted(arch_class_name, ALLOWED_NETWORK_PREFIX, plans_path)
+    kwargs["deep_supervision"] = False
+    try:
+        return network_class(input_channels=num_input_channels, num_classes=num_output_channels, **kwargs)
+    except TypeError as error:
+        raise InputError(plans_path, f"architecture arguments do not fit {arch_class_name}: {error}") from None

@@ -1,0 +1,297 @@
+"""Run an nnU-Net v2 lesion model on one image, faithfully and on the input's own grid.
+
+What happens, in order (each step mirrors how the Spinal Cord Toolbox runs these models, see docs/models.md):
+
+1. the image is reoriented (voxel permutation/flips only, :func:`.geometry.reorient`) to the model's training
+   orientation: ``dataset.json["image_orientation"]``, else the manifest's, else SCT's default LPI;
+2. preprocessed by nnunetv2's own preprocessor (cropping to non-zero, resampling, normalisation from the plans),
+   always on the whole image so that intensity normalisation does not depend on a region of interest;
+3. predicted fold by fold by nnunetv2's own sliding-window predictor (tile step 0.5, Gaussian weighting,
+   test-time mirroring off unless asked for), on the whole image or only on the region of interest's block
+   (:mod:`.roi`), each fold's logits turned into probabilities on the input grid by nnunetv2's own export code;
+5. ensembled: soft map = mean lesion probability over folds; binary = soft >= threshold, or SCT's majority vote of
+   per-fold argmax masks;
+6. set to zero outside the region of interest, and reoriented back, so every output has exactly the
+   input's origin, spacing and direction.
+
+torch and nnunetv2 are imported here, so this module is only imported by the worker and the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .checkpoint import load_checkpoint
+from .device import DeviceChoice, select_device
+from .errors import InputError
+from .geometry import axcodes, reorient
+from .io import same_grid
+from .models import ResolvedModel
+from .network import build_network
+from .roi import Box, index_block, roi_mask
+
+ENSEMBLE_RULES = ("mean", "majority")
+#: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
+BACKGROUND_LOGIT = 30.0
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Prediction:
+    """Outputs for one input image, all on the input's grid.
+
+    soft   -- float32 mean lesion probability over folds, in [0, 1];
+    binary -- uint8 0/1 lesion mask from the ensemble rule;
+    cord   -- uint8 0/1 spinal cord mask (region-based models only), else None;
+    roi    -- the box inference ran on (None for the whole image);
+    timings_s -- seconds per stage.
+    """
+
+    soft: sitk.Image
+    binary: sitk.Image
+    cord: sitk.Image | None
+    roi: Box | None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _quiet() -> contextlib.AbstractContextManager[Any]:
+    """nnunetv2 prints to stdout; the worker's stdout carries JSON lines only, so send its chatter to stderr."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+class LoadedModel:
+    """An nnU-Net model ready to predict: network built from the plans, fold weights in memory, device chosen.
+
+    Keeping this object alive (the worker's ``--serve`` mode) skips model loading for later images.
+    """
+
+    def __init__(self, model: ResolvedModel | str | Path, *, folds: Sequence[int] | None = None,
+                 device: str = "auto", tta: bool = False) -> None:
+        """Load a model: a :class:`.models.ResolvedModel`, or a registered name or nnU-Net trainer folder, which
+        is resolved (and, when registered, checksum-verified) first. ``folds`` defaults to every fold shipped."""
+        started = time.perf_counter()
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        from .models import resolve_model
+
+        self.resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+        self.folder = self.resolved.folder
+        self.name = self.resolved.name
+        self.dataset_json = dict(self.resolved.dataset)
+        plans = dict(self.resolved.plans)
+        if folds is not None:
+            missing = [f for f in folds if f not in self.resolved.checkpoints]
+            if missing:
+                raise InputError(self.folder, f"fold(s) {missing} requested but the model has folds "
+                                              f"{list(self.resolved.folds)}")
+        self.checkpoints = {f: self.resolved.checkpoints[f] for f in (folds or self.resolved.folds)}
+        self.device: DeviceChoice = select_device(device)
+        self.tta = tta
+        self.orientation_sct = self.resolved.orientation
+        self.orientation_source = self.resolved.orientation_source
+        self.orientation_axcodes = self.resolved.axcodes
+
+        parameters: list[dict[str, Any]] = []
+        configuration_name = None
+        mirroring_axes = None
+        trainer_name = "unknown"
+        for checkpoint_path in self.checkpoints.values():
+            checkpoint = load_checkpoint(checkpoint_path)
+            if configuration_name is None:
+                configuration_name = checkpoint.get("init_args", {}).get("configuration", "3d_fullres")
+                mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes")
+                trainer_name = str(checkpoint.get("trainer_name", trainer_name))
+            parameters.append(checkpoint["network_weights"])
+
+        self.plans_manager = PlansManager(plans)
+        try:
+            self.configuration_manager = self.plans_manager.get_configuration(configuration_name)
+        except (KeyError, RuntimeError):
+            raise InputError(self.folder / "plans.json", f"has no configuration {configuration_name!r}") from None
+        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
+        num_inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        self.channel_names = [str(v) for _, v in sorted(self.dataset_json.get("channel_names", {"0": "image"}).items(),
+                                                        key=lambda kv: int(kv[0]))]
+        network = build_network(self.plans_manager, self.configuration_manager, num_inputs,
+                                self.label_manager.num_segmentation_heads, self.folder / "plans.json")
+        try:
+            network.load_state_dict(parameters[0])
+        except RuntimeError as error:
+            raise InputError(next(iter(self.checkpoints.values())),
+                             f"weights do not fit the architecture in plans.json ({str(error).splitlines()[0]})"
+                             ) from None
+        network.eval()
+        self.fold_parameters = dict(zip(self.checkpoints, parameters))
+        self.lesion_channel, self.cord_channel = self._output_channels()
+
+        with _quiet():
+            self.predictor = nnUNetPredictor(
+                tile_step_size=0.5, use_gaussian=True, use_mirroring=tta,
+                perform_everything_on_device=self.device.device.type == "cuda",
+                device=self.device.device, verbose=False, allow_tqdm=False,
+            )
+            self.predictor.manual_initialization(
+                network.to(self.device.device), self.plans_manager, self.configuration_manager, parameters,
+                self.dataset_json, trainer_name, mirroring_axes,
+            )
+        self.trainer_name = trainer_name
+        self._torch = torch
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def region_based(self) -> bool:
+        return bool(self.label_manager.has_regions)
+
+    @property
+    def folds(self) -> list[int]:
+        return list(self.fold_parameters)
+
+    def _output_channels(self) -> tuple[int, int | None]:
+        """Indices of the lesion (and cord) channels in nnU-Net's probability output."""
+        labels = self.dataset_json.get("labels", {})
+
+        def channel(key: str | None) -> int | None:
+            if key is None:
+                return None
+            if not self.region_based:
+                return int(labels[key])
+            regions = [tuple(np.atleast_1d(r).tolist()) for r in self.label_manager.foreground_regions]
+            return regions.index(tuple(np.atleast_1d(labels[key]).tolist()))
+
+        return int(channel(self.resolved.lesion_label)), channel(self.resolved.cord_label)
+
+    def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = 0.5,
+                ensemble: str = "mean", roi: Box | None = None, progress: Progress | None = None) -> Prediction:
+        """Segment lesions in ``images`` (one per model channel; channels after the first are resampled onto the
+        first one's grid). ``roi`` restricts inference to a box; everything outside it is 0."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        if not 0.0 < threshold < 1.0:
+            raise InputError(None, f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+        if ensemble not in ENSEMBLE_RULES:
+            raise InputError(None, f"unknown ensemble rule {ensemble!r}; choose one of {', '.join(ENSEMBLE_RULES)}")
+        images = [images] if isinstance(images, sitk.Image) else list(images)
+        if len(images) != len(self.channel_names):
+            raise InputError(None, f"model {self.name} takes {len(self.channel_names)} input(s) "
+                                   f"({', '.join(self.channel_names)}), got {len(images)}")
+        report = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        reference = images[0]
+        channels = [reference] + [sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                sitk.sitkFloat32) for img in images[1:]]
+
+        report("reorient", 0.0)
+        model_space = [reorient(sitk.Cast(img, sitk.sitkFloat32), self.orientation_axcodes) for img in channels]
+        data = np.stack([sitk.GetArrayFromImage(img) for img in model_space])  # (c, z, y, x) as SimpleITKIO
+        spacing_zyx = list(model_space[0].GetSpacing())[::-1]
+        timings["reorient_s"] = time.perf_counter() - clock
+
+        report("preprocess", 0.05)
+        clock = time.perf_counter()
+        # The whole image is preprocessed (cheap), so that intensity normalisation sees the same voxels with or
+        # without an ROI; only the network's sliding window is restricted to the ROI.
+        preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
+        with _quiet():
+            preprocessed, _, properties = preprocessor.run_case_npy(
+                data, None, {"spacing": spacing_zyx}, self.plans_manager, self.configuration_manager,
+                self.dataset_json)
+        tensor = self._torch.from_numpy(preprocessed)
+        window = self._roi_window(model_space[0], roi, properties, tensor.shape[1:]) if roi else None
+        timings["preprocess_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        lesion_sum = np.zeros(data.shape[1:], np.float64)
+        votes = np.zeros(data.shape[1:], np.float32)
+        cord_sum = np.zeros(data.shape[1:], np.float64) if self.cord_channel is not None else None
+        network = self.predictor.network
+        n_folds = len(self.fold_parameters)
+        for index, (fold, params) in enumerate(self.fold_parameters.items()):
+            report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
+            network.load_state_dict(params)
+            with _quiet(), self._torch.inference_mode():
+                logits = self._sliding_window(tensor, window)
+                segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
+                    logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
+                    return_probabilities=True)
+            probabilities = np.asarray(probabilities)
+            lesion_sum += probabilities[self.lesion_channel]
+            votes += self._lesion_mask(segmentation, probabilities)
+            if cord_sum is not None:
+                cord_sum += probabilities[self.cord_channel]
+        timings["predict_s"] = time.perf_counter() - clock
+
+        report("export", 0.95)
+        clock = time.perf_counter()
+        soft = np.clip(lesion_sum / n_folds, 0.0, 1.0).astype(np.float32)
+        binary = (votes / n_folds > 0.5) if ensemble == "majority" else (soft >= threshold)
+        outputs = [soft, binary.astype(np.uint8)]
+        if cord_sum is not None:
+            outputs.append((cord_sum / n_folds >= 0.5).astype(np.uint8))
+        if roi is not None:
+            inside = roi_mask(model_space[0], roi)
+            outputs = [array * inside.astype(array.dtype) for array in outputs]
+        on_input = [self._back_to_input(array, model_space[0], reference) for array in outputs]
+        timings["export_s"] = time.perf_counter() - clock
+        report("done", 1.0)
+        return Prediction(soft=on_input[0], binary=on_input[1], cord=on_input[2] if len(on_input) > 2 else None,
+                          roi=roi, timings_s=timings)
+
+    def _roi_window(self, image: sitk.Image, roi: Box, properties: dict[str, Any],
+                    preprocessed_shape: Sequence[int]) -> tuple[slice, ...]:
+        """The ROI's block in nnU-Net's preprocessed voxel space (after its non-zero crop and resampling)."""
+        start_ijk, size_ijk = index_block(image, roi)
+        start = np.array(start_ijk[::-1], float)  # (z, y, x) of the model-space array
+        stop = start + np.array(size_ijk[::-1], float)
+        order = list(self.plans_manager.transpose_forward)
+        start, stop = start[order], stop[order]
+        bbox = np.array(properties["bbox_used_for_cropping"], float)
+        cropped_shape = np.array(properties["shape_after_cropping_and_before_resampling"], float)
+        scale = np.array(preprocessed_shape, float) / cropped_shape
+        low = np.clip(np.floor((start - bbox[:, 0]) * scale) - 1, 0, preprocessed_shape)
+        high = np.clip(np.ceil((stop - bbox[:, 0]) * scale) + 1, 0, preprocessed_shape)
+        return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+    def _sliding_window(self, tensor: Any, window: tuple[slice, ...] | None) -> Any:
+        """nnunetv2's sliding-window logits on the whole tensor, or on the ROI window only.
+
+        Outside the window the logits say "background" with certainty (the outputs are zeroed there anyway).
+        """
+        if window is None:
+            return self.predictor.predict_sliding_window_return_logits(tensor).to("cpu")
+        inner = self.predictor.predict_sliding_window_return_logits(tensor[(slice(None), *window)]).to("cpu")
+        logits = self._torch.full((inner.shape[0], *tensor.shape[1:]), -BACKGROUND_LOGIT, dtype=inner.dtype)
+        if not self.region_based:
+            logits[0] = BACKGROUND_LOGIT
+        logits[(slice(None), *window)] = inner
+        return logits
+
+    def _lesion_mask(self, segmentation: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """One fold's binary lesion mask as nnU-Net would export it (argmax, or region thresholding)."""
+        if self.region_based:
+            return (probabilities[self.lesion_channel] > 0.5).astype(np.float32)
+        return (np.asarray(segmentation) == self.lesion_channel).astype(np.float32)
+
+    @staticmethod
+    def _back_to_input(array: np.ndarray, model_space: sitk.Image, reference: sitk.Image) -> sitk.Image:
+        """Wrap a model-space array on the model-space grid and reorient it back onto the input's grid."""
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(model_space)
+        back = reorient(image, axcodes(reference))
+        if not same_grid(back, reference):
+            raise RuntimeError("internal error: reorientation did not restore the input grid")
+        back.CopyInformation(reference)  # exact, bit for bit
+        return back

@@ -1,0 +1,208 @@
+"""Lesion statistics from files: read and align the inputs, analyse, and write the report.
+
+Writes, into an output folder (each file atomically):
+
+* ``lesions.csv``: one row per lesion (volume, soft volume, centroid, extent, levels);
+* ``levels.csv``: per level in anatomical order, then ``unassigned``;
+* ``summary.json``: totals, per-level numbers, settings, inputs with their sha256 and the software version;
+* ``<stem>_lesion_label.nii.gz``: the lesions numbered 1..N on the lesion mask's grid.
+
+The lesion mask defines the grid: the soft map, the cord and the level labels are resampled onto it (nearest
+neighbour, with a warning) when they differ, so lesion volumes are always those of the mask the user drew.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io as textio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .errors import InputError
+from .io import image_to_array, read_image, resample_to_grid, split_image_suffix, write_image, write_text
+from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions
+from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
+
+#: Tolerance on soft-map values outside 0..1 (float32 rounding of an ensemble mean).
+SOFT_TOLERANCE = 1e-6
+
+LESION_COLUMNS = ("lesion_id", "voxel_count", "volume_mm3", "soft_volume_mm3", "centroid_r_mm", "centroid_a_mm",
+                  "centroid_s_mm", "si_extent_mm", "primary_level", "levels", "level_volumes_mm3",
+                  "outside_cord_volume_mm3")
+LEVEL_COLUMNS = ("level", "lesion_count", "lesions_touching", "volume_mm3", "soft_volume_mm3", "voxel_count")
+
+
+@dataclass(frozen=True)
+class StatsOutputs:
+    """Paths written by :func:`run_stats` and the summary written to ``summary.json``."""
+
+    lesions_csv: Path
+    levels_csv: Path
+    summary_json: Path
+    label_image: Path
+    summary: dict
+
+
+def read_mask(path: str | os.PathLike[str]) -> sitk.Image:
+    """Read a binary mask: any non-zero integer voxel is foreground. Float storage is fine (Slicer and SCT write
+    float64 masks) but non-integer values mean a probability map was given by mistake: InputError."""
+    image = read_image(path)
+    values = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(values.dtype, np.floating) and np.any(values != np.round(values)):
+        raise InputError(path, "has non-integer values: it looks like a probability map, not a mask "
+                               "(binarise it first, or pass it as the soft map)")
+    return image
+
+
+def read_soft(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str) -> np.ndarray:
+    """Read a probability map (values 0..1) onto ``reference``'s grid, as float64 ``[k, j, i]``."""
+    return soft_values(resample_to_grid(read_image(path), reference, path, reference_name), path)
+
+
+def soft_values(image: sitk.Image, source: str | os.PathLike[str]) -> np.ndarray:
+    """The voxels of a probability map as float64 ``[k, j, i]``; InputError unless they lie in 0..1."""
+    values = image_to_array(image).astype(np.float64)
+    if values.min() < -SOFT_TOLERANCE or values.max() > 1 + SOFT_TOLERANCE:
+        raise InputError(source, f"has values {values.min():g}..{values.max():g}; a soft map must hold "
+                                 "probabilities between 0 and 1")
+    return np.clip(values, 0.0, 1.0)
+
+
+def read_mask_on(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str) -> np.ndarray:
+    """Read a binary mask onto ``reference``'s grid, as a boolean ``[k, j, i]`` array."""
+    return image_to_array(resample_to_grid(read_mask(path), reference, path, reference_name)) != 0
+
+
+def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+              soft_path: str | os.PathLike[str] | None = None, levels_path: str | os.PathLike[str] | None = None,
+              levels_kind: str = AUTO, cord_path: str | os.PathLike[str] | None = None,
+              restrict_to_cord: bool = False, cord_dilation_mm: float = 0.0,
+              connectivity: int = DEFAULT_CONNECTIVITY, min_size_mm3: float = 0.0,
+              max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> StatsOutputs:
+    """Analyse a lesion mask and write lesions.csv, levels.csv, summary.json and the lesion label image."""
+    if restrict_to_cord and cord_path is None:
+        raise InputError(None, "restricting lesions to the cord needs a cord mask (--cord)")
+    reference = read_mask(lesion_path)
+    mask = image_to_array(reference) != 0
+    name = "the lesion mask"
+    soft = read_soft(soft_path, reference, name) if soft_path else None
+    cord = read_mask_on(cord_path, reference, name) if cord_path else None
+    source = load_level_source(levels_path, levels_kind) if levels_path else None
+    analysis = analyze_lesions(mask, reference, soft=soft, levels=source, max_distance_mm=max_distance_mm,
+                               cord=cord, restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
+                               connectivity=connectivity, min_size_mm3=min_size_mm3)
+
+    out = Path(out_dir)
+    stem, _ = split_image_suffix(lesion_path)
+    pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
+    label_path = write_image(sitk.Cast(_label_image(analysis, reference), pixel),
+                             out / f"{stem}_lesion_label.nii.gz")
+    level_rows = level_table(analysis, source)
+    inputs = {"lesion": lesion_path, "soft": soft_path, "cord": cord_path, "levels": levels_path}
+    summary = {
+        "lesion_count": len(analysis.lesions),
+        "total_volume_mm3": analysis.total_voxels * analysis.voxel_volume_mm3,
+        "total_soft_volume_mm3": (sum(lesion.soft_volume_mm3 for lesion in analysis.lesions)
+                                  if analysis.has_soft else None),
+        "unassigned_volume_mm3": next(row["volume_mm3"] for row in level_rows if row["level"] == "unassigned"),
+        "per_level": {row["level"]: {key: row[key] for key in LEVEL_COLUMNS[1:]} for row in level_rows},
+        "connectivity": analysis.connectivity,
+        "min_size_mm3": min_size_mm3,
+        "removed_small_lesions": {"count": analysis.removed_small_count,
+                                  "volume_mm3": analysis.removed_small_voxels * analysis.voxel_volume_mm3},
+        "cord_restriction": {"enabled": restrict_to_cord, "dilation_mm": cord_dilation_mm,
+                             "removed_volume_mm3": analysis.removed_outside_cord_voxels
+                             * analysis.voxel_volume_mm3},
+        "voxel_volume_mm3": analysis.voxel_volume_mm3,
+        "levels_source": None if source is None else {"kind": source.kind, "path": str(source.path),
+                                                       "max_distance_mm": max_distance_mm},
+        "inputs": {role: {"path": str(path), "sha256": sha256(path)} for role, path in inputs.items() if path},
+        "software": {"name": "spinal-lesion-seg", "version": __version__},
+    }
+    return StatsOutputs(
+        lesions_csv=write_text(_csv(LESION_COLUMNS, lesion_rows(analysis, cord is not None)), out / "lesions.csv"),
+        levels_csv=write_text(_csv(LEVEL_COLUMNS, level_rows), out / "levels.csv"),
+        summary_json=write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json"),
+        label_image=label_path, summary=summary)
+
+
+def _label_image(analysis: LesionAnalysis, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(analysis.labels)
+    image.CopyInformation(reference)
+    return image
+
+
+def lesion_rows(analysis: LesionAnalysis, with_cord: bool) -> list[dict]:
+    """One row per lesion for lesions.csv (names of levels in anatomical order, unassigned last)."""
+    volume = analysis.voxel_volume_mm3
+    rows = []
+    for lesion in analysis.lesions:
+        touched = lesion.levels_touched
+        rows.append({
+            "lesion_id": lesion.id,
+            "voxel_count": lesion.voxel_count,
+            "volume_mm3": lesion.volume_mm3,
+            "soft_volume_mm3": lesion.soft_volume_mm3,
+            "centroid_r_mm": lesion.centroid_ras[0],
+            "centroid_a_mm": lesion.centroid_ras[1],
+            "centroid_s_mm": lesion.centroid_ras[2],
+            "si_extent_mm": lesion.si_extent_mm,
+            "primary_level": level_name(lesion.primary_level),
+            "levels": ";".join(level_name(c) for c in touched),
+            "level_volumes_mm3": ";".join(f"{level_name(c)}={lesion.level_voxels[c] * volume}" for c in touched),
+            "outside_cord_volume_mm3": lesion.outside_cord_voxels * volume if with_cord else None,
+        })
+    return rows
+
+
+def level_table(analysis: LesionAnalysis, source: LevelSource | None) -> list[dict]:
+    """Rows of levels.csv: every level the source covers or a lesion touches, anatomical order, then unassigned.
+
+    ``lesion_count`` counts lesions by primary level (so the column sums to the lesion count);
+    ``lesions_touching`` counts every lesion with a voxel at that level (a lesion spanning two levels counts
+    in both).
+    """
+    voxels = analysis.level_voxels()
+    soft = np.zeros(MAX_LEVEL + 1)
+    primary = np.zeros(MAX_LEVEL + 1, dtype=np.int64)
+    touching = np.zeros(MAX_LEVEL + 1, dtype=np.int64)
+    for lesion in analysis.lesions:
+        primary[lesion.primary_level] += 1
+        touching[lesion.level_voxels > 0] += 1
+        if lesion.level_soft_mm3 is not None:
+            soft += lesion.level_soft_mm3
+    codes = set(np.flatnonzero(voxels)) | (source.covered_levels() if source is not None else set())
+    ordered = sorted(int(c) for c in codes if c != UNASSIGNED) + [UNASSIGNED]
+    return [{
+        "level": level_name(code),
+        "lesion_count": int(primary[code]),
+        "lesions_touching": int(touching[code]),
+        "volume_mm3": int(voxels[code]) * analysis.voxel_volume_mm3,
+        "soft_volume_mm3": float(soft[code]) if analysis.has_soft else None,
+        "voxel_count": int(voxels[code]),
+    } for code in ordered]
+
+
+def _csv(columns: tuple[str, ...], rows: list[dict]) -> str:
+    buffer = textio.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, so a report can be traced back to exactly the inputs it came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,91 @@
+"""Tiny fake nnU-Net results folders and archives for the model installer tests.
+
+The installer never loads weights, so checkpoints are small ``torch.save`` dicts; everything else is the real
+nnU-Net v2 layout (``dataset.json``, ``plans.json``, ``fold_N/checkpoint_*.pth``) as SCT's releases ship it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+LESION_MS_TRAINER = ("nnUNetTrainerDiceCELoss_noSmooth_4000epochs_fromScratch__"
+                     "nnUNetResEncUNetL1x1x1_Model2_Plans__3d_fullres")
+
+#: A trainer_class.py as SCT ships it; if anything ever imported it, the marker file would appear.
+TRAINER_CLASS_PY = "from pathlib import Path\nPath(__file__).with_name('IMPORTED').write_text('executed')\n"
+
+
+@functools.lru_cache(maxsize=None)
+def checkpoint_bytes(fold: int | str, kind: str = "final") -> bytes:
+    """A small real torch checkpoint (distinct per fold and kind)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"network_weights": {"w": torch.zeros(4)},
+                "trainer_name": "nnUNetTrainer", "fold": str(fold), "kind": kind}, buffer)
+    return buffer.getvalue()
+
+
+def dataset_json(labels: dict | None = None, orientation: str | None = "RPI", **extra: object) -> str:
+    data: dict = {"channel_names": {"0": "T2w"}, "labels": labels or {"background": 0, "lesion": 1},
+                  "numTraining": 10, "file_ending": ".nii.gz"}
+    if orientation:
+        data["image_orientation"] = orientation
+    data.update(extra)
+    return json.dumps(data)
+
+
+PLANS_JSON = json.dumps({"dataset_name": "Dataset101_Fake", "plans_name": "nnUNetPlans",
+                         "configurations": {"3d_fullres": {"patch_size": [32, 32, 32]}}})
+
+
+def trainer_files(folds: tuple[int | str, ...] = (0, 1), *, dataset: str | None = None,
+                  best_only: tuple[int | str, ...] = (), prefix: str = "") -> dict[str, bytes]:
+    """Files of a trainer folder (relative path -> bytes), with the clutter real results folders hold."""
+    files = {
+        f"{prefix}dataset.json": (dataset or dataset_json()).encode(),
+        f"{prefix}plans.json": PLANS_JSON.encode(),
+        f"{prefix}trainer_class.py": TRAINER_CLASS_PY.encode(),
+        f"{prefix}dataset_fingerprint.json": b"{}",
+    }
+    for fold in folds:
+        if fold not in best_only:
+            files[f"{prefix}fold_{fold}/checkpoint_final.pth"] = checkpoint_bytes(fold, "final")
+        files[f"{prefix}fold_{fold}/checkpoint_best.pth"] = checkpoint_bytes(fold, "best")
+        files[f"{prefix}fold_{fold}/training_log.txt"] = b"epoch 1\n"
+        files[f"{prefix}fold_{fold}/validation/case_000.nii.gz"] = b"\x1f\x8b not really"
+    return files
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def write_zip(path: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
+    """A zip of ``files``; ``symlinks`` adds symbolic-link members (name -> target) as Unix zip tools store them."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for rel, data in files.items():
+            archive.writestr(rel, data)
+        for rel, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(rel)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return path
+
+
+def fold_zip(path: Path, fold: int, *, dataset: str | None = None, root_files: dict[str, bytes] | None = None,
+             trainer: str = LESION_MS_TRAINER) -> Path:
+    """One SCT-style fold archive: the trainer folder with dataset.json, plans.json and a single fold."""
+    files = trainer_files((fold,), dataset=dataset, prefix=f"{trainer}/")
+    files.update(root_files or {})
+    return write_zip(path, files)

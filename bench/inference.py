@@ -1,0 +1,228 @@
+"""Inference speed, side by side in one run on the same input: ours vs stock nnunetv2.
+
+Configurations (each in its own process, so wall time includes what a user waits for and peak memory is per run):
+
+* ``stock-cli``        -- ``nnUNetv2_predict_from_modelfolder`` (stock nnunetv2 command), whole image;
+* ``stock-predictor``  -- ``nnUNetPredictor.initialize_from_trained_model_folder`` + ``predict_from_files``;
+* ``ours-cli``         -- ``spinal-lesion-seg predict``, whole image;
+* ``ours-serve``       -- one persistent worker (``--serve``) given three jobs: whole image (first job: process
+  start and model loading included), whole image again (second job: model already loaded), and the ROI around
+  the cord (third job: the default interactive path in Slicer).
+
+All use the same folds, tile step 0.5, Gaussian weighting, no test-time mirroring, and the same device.
+Models: ``demo`` (bundled) and ``resenc-l``, a network with the ``lesion_ms`` architecture (nnU-Net ResEnc-L,
+1 mm isotropic, patch 192^3 as reported for lesion_ms) and random weights, built here (timing only).
+Input: ``../shared/data/sct_tutorial_data/t2_ms/t2.nii.gz`` (320x256x19, 0.6875x0.6875x7.5 mm). Its ROI is a
+44 x 38 mm in-plane box around the cord (voxels i 128-192, j 100-155, all slices), chosen by eye.
+
+    .venv/bin/python bench/inference.py --model demo --device cpu
+    .venv/bin/python bench/inference.py --model resenc-l --folds 0 --device cuda
+
+Writes ``bench/results/inference_<model>_<device>.json``; figures go into docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz"
+T2MS_CORD_BOX_IJK = ((128, 100, 0), (192, 155, 18))
+RESENC_L_PATCH = [192, 192, 192]
+
+
+def resenc_l_folder(folder: Path, folds: list[int]) -> Path:
+    """An nnU-Net results folder with the lesion_ms architecture and random weights (saved once, reused)."""
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from train_demo_model import DATASET_JSON, make_plans
+
+    plans = make_plans(1)
+    config = plans["configurations"]["3d_fullres"]
+    config["patch_size"] = RESENC_L_PATCH
+    config["batch_size"] = 2
+    config["architecture"] = {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+        "arch_kwargs": {
+            "n_stages": 6, "features_per_stage": [32, 64, 128, 256, 320, 320],
+            "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * 6,
+            "strides": [[1, 1, 1]] + [[2, 2, 2]] * 5, "n_blocks_per_stage": [1, 3, 4, 6, 6, 6],
+            "n_conv_per_stage_decoder": [1] * 5, "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
+        },
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
+    plans["plans_name"] = "nnUNetResEncUNetLPlans"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plans.json").write_text(json.dumps(plans, indent=2))
+    (folder / "dataset.json").write_text(json.dumps({**DATASET_JSON, "name": "resenc-l-random"}, indent=2))
+    arch = config["architecture"]
+    torch.manual_seed(0)
+    for fold in folds:
+        target = folder / f"fold_{fold}" / "checkpoint_final.pth"
+        if target.exists():
+            continue
+        network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"],
+                                         arch["_kw_requires_import"], 1, 2, deep_supervision=False)
+        target.parent.mkdir(exist_ok=True)
+        torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainer",
+                    "init_args": {"configuration": "3d_fullres"}, "inference_allowed_mirroring_axes": (0, 1, 2)},
+                   target)
+    return folder
+
+
+def roi_box(image_path: Path) -> dict[str, list[float]]:
+    from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, voxel_to_ras
+
+    ras = voxel_to_ras(ijk_to_ras_matrix(sitk.ReadImage(str(image_path))), np.array(T2MS_CORD_BOX_IJK, float))
+    return {"ras_min": ras.min(axis=0).tolist(), "ras_max": ras.max(axis=0).tolist()}
+
+
+def timed_process(command: list[str], **kwargs) -> dict:
+    """Run a command; wall time (s) and peak resident memory (MB) of it and its children."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, **kwargs)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed with {process.returncode}")
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def run_stock_cli(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    inputs = work / "stock_in"
+    inputs.mkdir(exist_ok=True)
+    shutil.copy(image, inputs / "case_0000.nii.gz")
+    command = [str(Path(sys.executable).with_name("nnUNetv2_predict_from_modelfolder")), "-i", str(inputs),
+               "-o", str(work / "stock_cli_out"), "-m", str(model), "-f", *map(str, folds), "-step_size", "0.5",
+               "--disable_tta", "-device", device, "-npp", "1", "-nps", "1"]
+    return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+STOCK_PREDICTOR = """
+import sys, torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+model, image, out, device = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+folds = tuple(int(f) for f in sys.argv[5].split(","))
+p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                    perform_everything_on_device=device == "cuda", device=torch.device(device), allow_tqdm=False)
+p.initialize_from_trained_model_folder(model, use_folds=folds)
+p.predict_from_files([[image]], [out], save_probabilities=False, overwrite=True,
+                     num_processes_preprocessing=1, num_processes_segmentation_export=1)
+"""
+
+
+def run_stock_predictor(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    command = [sys.executable, "-c", STOCK_PREDICTOR, str(model), str(image), str(work / "stock_pred" / "case"),
+               device, ",".join(map(str, folds))]
+    return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_ours_cli(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    command = [str(Path(sys.executable).with_name("spinal-lesion-seg")), "predict", str(image), "-o",
+               str(work / "ours_cli"), "--model", str(model), "--device", device, "--folds", *map(str, folds)]
+    return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    """Three jobs to one persistent worker; wall time of each job as the client sees it."""
+    base = {"inputs": [str(image)], "model": str(model), "device": device, "folds": folds}
+    jobs = [dict(base, id="full-first", output_dir=str(work / "serve1")),
+            dict(base, id="full-second", output_dir=str(work / "serve2")),
+            dict(base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image))]
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.worker", "--serve"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    results = {}
+    for job in jobs:
+        job_started = time.perf_counter()
+        process.stdin.write(json.dumps(job) + "\n")
+        process.stdin.flush()
+        for line in process.stdout:
+            message = json.loads(line)
+            if message["type"] == "error":
+                raise RuntimeError(message["message"])
+            if message["type"] == "result":
+                results[job["id"]] = {"wall_s": round(time.perf_counter() - job_started, 2),
+                                      "model_load_s": message["model_load_s"],
+                                      "timings_s": message["results"][0]["timings_s"]}
+                break
+    process.stdin.close()
+    _, _, usage = os.wait4(process.pid, 0)
+    results["first_job_includes_process_start_s"] = round(results["full-first"]["wall_s"], 2)
+    results["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    results["total_s"] = round(time.perf_counter() - started, 2)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("demo", "resenc-l"), default="demo")
+    parser.add_argument("--folds", type=int, nargs="+", help="default: all folds of the model (resenc-l: 0)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--work", type=Path, help="keep outputs here (default: a temporary folder)")
+    parser.add_argument("--configs", nargs="+", default=["stock-cli", "stock-predictor", "ours-cli", "ours-serve"])
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="sls-bench-"))
+    if args.model == "demo":
+        model, folds = ROOT / "SpinalLesionSeg" / "Resources" / "Models" / "demo", args.folds or [0, 1]
+    else:
+        folds = args.folds or [0]
+        model = resenc_l_folder(work / "resenc-l", folds)
+    runners = {"stock-cli": run_stock_cli, "stock-predictor": run_stock_predictor, "ours-cli": run_ours_cli,
+               "ours-serve": run_ours_serve}
+    results = {}
+    for name in args.configs:
+        print(f"{name} ...", flush=True)
+        results[name] = runners[name](model, args.input, folds, args.device, work)
+        print(f"  {json.dumps(results[name])}", flush=True)
+
+    summary = {}
+    if "stock-predictor" in results and "ours-serve" in results:
+        stock = results["stock-predictor"]["wall_s"]
+        summary = {
+            "interactive_path": "ROI around the cord, persistent worker, model loaded (third job)",
+            "speedup_vs_stock_predictor": round(stock / results["ours-serve"]["roi-second"]["wall_s"], 2),
+            "speedup_full_image_second_job": round(stock / results["ours-serve"]["full-second"]["wall_s"], 2),
+        }
+        if "stock-cli" in results:
+            summary["speedup_vs_stock_cli"] = round(
+                results["stock-cli"]["wall_s"] / results["ours-serve"]["roi-second"]["wall_s"], 2)
+    import torch
+
+    record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input),
+              "roi_box_ijk": T2MS_CORD_BOX_IJK, "results": results, "summary": summary,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+              "date": time.strftime("%Y-%m-%d")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / f"inference_{args.model}_{args.device}.json"
+    target.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {target}")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
