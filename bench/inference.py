@@ -2,7 +2,8 @@
 
 Configurations (each in its own process, so wall time includes what a user waits for and peak memory is per run):
 
-* ``stock-cli``        -- ``nnUNetv2_predict_from_modelfolder`` (stock nnunetv2 command), whole image;
+* ``stock-cli``        -- ``nnUNetv2_predict_from_modelfolder`` (stock nnunetv2 command, run through its entry
+  point), whole image;
 * ``stock-predictor``  -- ``nnUNetPredictor.initialize_from_trained_model_folder`` + ``predict_from_files``;
 * ``ours-cli``         -- ``spinal-lesion-seg predict``, whole image;
 * ``ours-serve``       -- one persistent worker (``--serve``) given three jobs: whole image (first job: process
@@ -111,7 +112,9 @@ def run_stock_cli(model: Path, image: Path, folds: list[int], device: str, work:
     inputs = work / "stock_in"
     inputs.mkdir(exist_ok=True)
     shutil.copy(image, inputs / "case_0000.nii.gz")
-    command = [str(Path(sys.executable).with_name("nnUNetv2_predict_from_modelfolder")), "-i", str(inputs),
+    entry = ("import sys; from nnunetv2.inference.predict_from_raw_data import predict_entry_point_modelfolder as m; "
+             "sys.argv[0] = 'nnUNetv2_predict_from_modelfolder'; m()")
+    command = [sys.executable, "-c", entry, "-i", str(inputs),
                "-o", str(work / "stock_cli_out"), "-m", str(model), "-f", *map(str, folds), "-step_size", "0.5",
                "--disable_tta", "-device", device, "-npp", "1", "-nps", "1"]
     return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,7 +140,7 @@ def run_stock_predictor(model: Path, image: Path, folds: list[int], device: str,
 
 
 def run_ours_cli(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
-    command = [str(Path(sys.executable).with_name("spinal-lesion-seg")), "predict", str(image), "-o",
+    command = [sys.executable, "-m", "SpinalLesionSegLib", "predict", str(image), "-o",
                str(work / "ours_cli"), "--model", str(model), "--device", device, "--folds", *map(str, folds)]
     return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

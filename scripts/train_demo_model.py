@@ -37,7 +37,7 @@ from SpinalLesionSegLib.phantom import make_phantom  # noqa: E402
 
 ORIENTATION_SCT = "RPI"  # as the published lesion_ms model
 PATCH_ZYX = [64, 48, 48]  # voxels at 1 mm in model orientation: S-I, A-P, R-L
-FEATURES = [8, 16, 32, 64]
+FEATURES = [14, 28, 56, 112]
 CONTRASTS = ("T2w",)
 
 DATASET_JSON = {
@@ -99,7 +99,7 @@ def make_plans(n_training: int) -> dict:
                     },
                     "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
                 },
-                "batch_dice": False,
+                "batch_dice": True,
             }
         },
         "experiment_planner_used": "hand-written for the demo model (scripts/train_demo_model.py)",
@@ -167,7 +167,8 @@ def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int) 
     arch = plans["configurations"]["3d_fullres"]["architecture"]
     network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                      1, 2, allow_init=True, deep_supervision=False)
-    loss_fn = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+    # Batch Dice: a patch without lesion (a third of them) then does not push the network towards empty masks.
+    loss_fn = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
                              weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=iterations, pct_start=0.1)
@@ -194,12 +195,35 @@ def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int) 
     return copy.deepcopy(network.state_dict()), losses
 
 
+def compact_weights(weights: dict) -> dict:
+    """Float16 copies of the weights, one tensor object per distinct value.
+
+    float16 storage keeps the bundle under 5 MB (loading casts back to the network's float32). The state dict of
+    dynamic_network_architectures' UNets lists the encoder twice (``encoder.*`` and ``decoder.encoder.*``); giving
+    equal tensors one object lets ``torch.save`` store them once.
+    """
+    shared: dict[tuple, torch.Tensor] = {}
+    compact = {}
+    for name, value in weights.items():
+        value = value.half() if value.is_floating_point() else value
+        key = (tuple(value.shape), str(value.dtype), hashlib.sha256(value.numpy().tobytes()).hexdigest())
+        compact[name] = shared.setdefault(key, value)
+    return compact
+
+
+def write_checksums(folder: Path) -> None:
+    """SHA256SUMS for every file of the model folder (what the registry verifies the bundle against)."""
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder).as_posix()}"
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "SpinalLesionSeg" / "Resources" / "Models" / "demo")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--cases", type=int, default=48, help="phantoms per fold's training set")
-    parser.add_argument("--iterations", type=int, default=600, help="training iterations per fold")
+    parser.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
     parser.add_argument("--seed", type=int, default=20261123)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -217,7 +241,7 @@ def main() -> None:
         print(f"fold {fold}: {len(cases)} phantoms preprocessed in {time.perf_counter() - started:.0f} s", flush=True)
         weights, losses = train_fold(fold, cases, plans, args.iterations, args.seed + fold)
         checkpoint = {
-            "network_weights": weights,
+            "network_weights": compact_weights(weights),
             "init_args": {"configuration": "3d_fullres", "fold": fold, "plans": plans, "dataset_json": DATASET_JSON},
             "trainer_name": "nnUNetTrainer",
             "inference_allowed_mirroring_axes": (0, 1, 2),
@@ -228,9 +252,7 @@ def main() -> None:
         }
         (tmp / f"fold_{fold}").mkdir()
         torch.save(checkpoint, tmp / f"fold_{fold}" / "checkpoint_final.pth")
-    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp).as_posix()}"
-            for p in sorted(tmp.rglob("*")) if p.is_file()]
-    (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    write_checksums(tmp)
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())

@@ -23,6 +23,17 @@ Modules:
     metrics     -- Dice and lesion-wise TP/FP/FN, recall, PPV, F1 (seed paper's rules or ANIMA's).
     sweep       -- threshold sweep of soft maps: scores per threshold, recommended threshold, plot.
     cli_analysis -- ``spinal-lesion-seg stats|evaluate|sweep``.
+    contrasts   -- the MRI contrast names and BIDS-suffix hints.
+    checkpoint  -- nnU-Net checkpoints loaded with ``weights_only=True`` and an allow-list (no code runs).
+    network     -- the network built from plans.json alone, allow-listed classes only.
+    device      -- auto/cpu/cuda/mps, probed where inference runs; never a silent fallback.
+    roi         -- regions of interest as boxes in RAS mm.
+    predict     -- ``LoadedModel``: reorientation, nnunetv2 preprocessing and sliding window, fold ensemble.
+    pipeline    -- one prediction job from files to files (outputs + sidecar), shared by CLI and worker.
+    worker      -- the background worker process (JSON lines on stdout, ``--serve``).
+    cli_predict -- ``spinal-lesion-seg predict|demo``.
+    phantom     -- synthetic spinal MRI with ground truth (lesions, cord, levels, discs).
+    cli_phantom -- ``spinal-lesion-seg phantom``.
 """
 
 __version__ = "0.1.0"

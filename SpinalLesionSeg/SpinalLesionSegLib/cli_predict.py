@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .contrasts import CONTRASTS
 from .device import DEVICE_CHOICES
 from .predict import ENSEMBLE_RULES
 
-CONTRAST_CHOICES = ("auto", "T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
+CONTRAST_CHOICES = ("auto", *CONTRASTS)
 
 
 class ProgressBar:

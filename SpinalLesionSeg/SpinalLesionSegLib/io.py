@@ -8,11 +8,12 @@ process never leaves a half-written output under the final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,18 @@ def write_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
     with atomic_destination(p) as tmp:
         tmp.write_bytes(data)
     return p
+
+
+def sha256_file(path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (checkpoints are hundreds of MB); ``on_bytes(n)`` after each
+    chunk lets callers show progress. Recorded so that every output can be traced to exactly its inputs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
+    return digest.hexdigest()
 
 
 def _itk_reason(error: RuntimeError) -> str:

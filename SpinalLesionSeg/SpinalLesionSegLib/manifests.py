@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-#: Contrast names accepted everywhere (BIDS suffixes, as SCT and the model papers use them).
-CONTRASTS: tuple[str, ...] = ("T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
+from .contrasts import CONTRASTS
 
 #: Orientation SCT assumes when a model's dataset.json has no ``image_orientation`` (SCT-style "from" letters).
 DEFAULT_ORIENTATION = "LPI"

@@ -33,6 +33,7 @@ from .archive import ModelSource, open_source
 from .download import ProgressCallback, download
 from .errors import InputError
 from .geometry import sct_to_axcodes
+from .io import sha256_file as io_sha256_file
 from .manifests import DEFAULT_ORIENTATION, MANIFESTS, ModelManifest
 
 HOME_ENV = "SPINAL_LESION_SEG_HOME"
@@ -91,15 +92,15 @@ def _fold_sort_key(fold: Fold) -> tuple[int, int]:
 
 
 def sha256_file(file: Path, progress: ProgressCallback | None = None, done: int = 0, total: int | None = None) -> str:
-    """Hex sha256 of a file, read in chunks (checkpoints are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress("checksums", done, total)
-    return digest.hexdigest()
+    """Hex sha256 of a file (:func:`.io.sha256_file`), reporting ``done`` bytes of ``total`` as it reads."""
+    count = [done]
+
+    def on_bytes(n: int) -> None:
+        count[0] += n
+        if progress:
+            progress("checksums", count[0], total)
+
+    return io_sha256_file(file, on_bytes)
 
 
 def model_files(folder: Path) -> list[str]:

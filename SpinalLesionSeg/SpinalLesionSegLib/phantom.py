@@ -29,11 +29,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .contrasts import CONTRASTS
 from .geometry import reorient, set_ijk_to_ras
 from .io import array_to_image, write_image
 
 #: MRI contrasts a phantom can imitate (BIDS suffixes, as the lesion models name them).
-CONTRASTS: tuple[str, ...] = ("T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
 #: Contrasts on which MS lesions are brighter than the cord; on the others (T1w, UNIT1, PSIR) they are darker.
 T2_LIKE: tuple[str, ...] = ("T2w", "T2starw", "STIR")
 #: Default field of view (mm) along R-L, A-P, S-I: about 48 x 64 x 96 voxels at 1 mm, generated in well under 1 s.

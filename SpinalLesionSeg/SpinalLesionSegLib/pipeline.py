@@ -15,10 +15,8 @@ complete set of outputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,11 +27,11 @@ import SimpleITK as sitk
 
 from . import __version__
 from .errors import InputError
-from .io import read_image, split_image_suffix, write_image, write_text
+from .contrasts import resolve_contrast
+from .io import read_image, sha256_file, split_image_suffix, write_image, write_text
 from .predict import LoadedModel, Progress
 from .roi import Box, box_from_mask
 
-CONTRASTS = ("T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
 CODE_URL = "https://github.com/SpinalLesionSeg/SpinalLesionSeg"
 
 
@@ -75,28 +73,6 @@ def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> lis
     return [paths[i:i + n_channels] for i in range(0, len(paths), n_channels)]
 
 
-def guess_contrast(path: str | os.PathLike[str]) -> str | None:
-    """The BIDS suffix of a file name (``sub-01_T2starw.nii.gz`` -> ``T2starw``), if it is a known contrast."""
-    stem = split_image_suffix(path)[0]
-    match = re.search(r"_([A-Za-z0-9]+)$", stem)
-    if match:
-        for contrast in CONTRASTS:
-            if match.group(1).lower() == contrast.lower():
-                return contrast
-    return None
-
-
-def resolve_contrast(hint: str, path: Path) -> tuple[str | None, str]:
-    """(contrast or None, where it came from) for a ``--contrast`` value of auto or a contrast name."""
-    if hint == "auto":
-        guessed = guess_contrast(path)
-        return (guessed, "BIDS suffix of the file name") if guessed else (None, "unknown (no BIDS suffix)")
-    for contrast in CONTRASTS:
-        if hint.lower() in (contrast.lower(), contrast.lower().replace("star", "*")):
-            return contrast, "given"
-    raise InputError(None, f"unknown contrast {hint!r}; choose auto or one of {', '.join(CONTRASTS)}")
-
-
 def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     return {
         "lesion_seg": out_dir / f"{stem}_lesion_seg.nii.gz",
@@ -104,14 +80,6 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
         "sc_seg": out_dir / f"{stem}_sc_seg.nii.gz",
         "sidecar": out_dir / f"{stem}_lesion_seg.json",
     }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, options: CaseOptions,
@@ -168,7 +136,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, opti
         "warnings": warnings,
         "outputs": outputs,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "Sources": [{"path": str(p), "sha256": sha256_of(p)} for p in inputs],
+        "Sources": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
                          "Description": f"MS lesion segmentation with nnU-Net model {model.name}"}],
     }

@@ -266,17 +266,33 @@ class LoadedModel:
         return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
     def _sliding_window(self, tensor: Any, window: tuple[slice, ...] | None) -> Any:
-        """nnunetv2's sliding-window logits on the whole tensor, or on the ROI window only.
+        """nnunetv2's sliding-window logits on the whole tensor, or only from the tiles that touch the ROI window.
 
-        Outside the window the logits say "background" with certainty (the outputs are zeroed there anyway).
+        With a window, the tiles are the very tiles nnunetv2 would use for the whole image (same grid, same order),
+        restricted to those overlapping the window: every voxel inside the window gets exactly the tiles, weights
+        and sums it gets in a whole-image run, so the ROI changes the time, not the values inside it. Voxels no
+        selected tile covers are set to background with certainty (the outputs are zeroed outside the ROI anyway).
         """
+        predictor = self.predictor
         if window is None:
-            return self.predictor.predict_sliding_window_return_logits(tensor).to("cpu")
-        inner = self.predictor.predict_sliding_window_return_logits(tensor[(slice(None), *window)]).to("cpu")
-        logits = self._torch.full((inner.shape[0], *tensor.shape[1:]), -BACKGROUND_LOGIT, dtype=inner.dtype)
+            return predictor.predict_sliding_window_return_logits(tensor).to("cpu")
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
+        patch = self.configuration_manager.patch_size
+        data, revert = pad_nd_image(tensor, patch, "constant", {"value": 0}, True, None)
+        window = [slice(w.start + r.start, w.stop + r.start) for w, r in zip(window, revert[1:])]
+        slicers = [tile for tile in predictor._internal_get_sliding_window_slicers(data.shape[1:])
+                   if all(t.start < w.stop and w.start < t.stop for t, w in zip(tile[1:], window))]
+        on_device = predictor.perform_everything_on_device
+        autocast = (self._torch.autocast(self.device.device.type, enabled=True)
+                    if self.device.device.type == "cuda" else contextlib.nullcontext())
+        with autocast:
+            logits = predictor._internal_predict_sliding_window_return_logits(data, slicers, on_device)
+        logits = logits[(slice(None), *revert[1:])].to("cpu")
+        uncovered = self._torch.isnan(logits[0])  # 0 / 0 where no tile was summed
+        logits[:, uncovered] = -BACKGROUND_LOGIT
         if not self.region_based:
-            logits[0] = BACKGROUND_LOGIT
-        logits[(slice(None), *window)] = inner
+            logits[0, uncovered] = BACKGROUND_LOGIT
         return logits
 
     def _lesion_mask(self, segmentation: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ neighbour, with a warning) when they differ, so lesion volumes are always those 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io as textio
 import json
 import os
@@ -26,7 +25,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .errors import InputError
-from .io import image_to_array, read_image, resample_to_grid, split_image_suffix, write_image, write_text
+from .io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image, write_text
 from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions
 from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
 
@@ -123,7 +122,7 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
         "voxel_volume_mm3": analysis.voxel_volume_mm3,
         "levels_source": None if source is None else {"kind": source.kind, "path": str(source.path),
                                                        "max_distance_mm": max_distance_mm},
-        "inputs": {role: {"path": str(path), "sha256": sha256(path)} for role, path in inputs.items() if path},
+        "inputs": {role: {"path": str(path), "sha256": sha256_file(path)} for role, path in inputs.items() if path},
         "software": {"name": "spinal-lesion-seg", "version": __version__},
     }
     return StatsOutputs(
@@ -199,10 +198,3 @@ def _csv(columns: tuple[str, ...], rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, so a report can be traced back to exactly the inputs it came from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

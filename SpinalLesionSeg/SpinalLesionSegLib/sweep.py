@@ -20,9 +20,9 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError
-from .io import read_image, write_bytes, write_text
+from .io import read_image, sha256_file, write_bytes, write_text
 from .metrics import evaluate
-from .stats import read_mask_on, sha256, soft_values
+from .stats import read_mask_on, soft_values
 
 #: Thresholds swept: 0.05 to 0.95 in steps of 0.05.
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * n, 2) for n in range(1, 20))
@@ -96,7 +96,7 @@ def run_sweep(soft_paths: list[str], ref_paths: list[str], out_dir: str | os.Pat
     write_text(_csv(rows), out / "sweep.csv")
     document = {"thresholds": list(THRESHOLDS), "binarisation": "soft >= threshold", "rules": "paper",
                 "recommended": result.recommended, "mean": result.mean, "cases": result.cases,
-                "inputs": [{"soft": str(s), "soft_sha256": sha256(s), "ref": str(r), "ref_sha256": sha256(r)}
+                "inputs": [{"soft": str(s), "soft_sha256": sha256_file(s), "ref": str(r), "ref_sha256": sha256_file(r)}
                            for s, r in zip(soft_paths, ref_paths)],
                 "software": {"name": "spinal-lesion-seg", "version": __version__}}
     write_text(json.dumps(document, indent=2) + "\n", out / "sweep.json")

@@ -1,0 +1,37 @@
+"""MRI contrasts the lesion models know, and reading a contrast hint from a BIDS file name.
+
+One list for the whole package (CLI choices, manifests, phantoms, the Slicer panel). Names follow BIDS suffixes:
+``T2starw`` is T2*-weighted, ``UNIT1`` the uniform MP2RAGE image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import InputError
+
+CONTRASTS: tuple[str, ...] = ("T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
+
+
+def guess_contrast(path: str | os.PathLike[str]) -> str | None:
+    """The BIDS suffix of a file name (``sub-01_T2starw.nii.gz`` -> ``T2starw``), if it is a known contrast."""
+    name = Path(path).name.split(".")[0]
+    match = re.search(r"_([A-Za-z0-9]+)$", name)
+    if match:
+        for contrast in CONTRASTS:
+            if match.group(1).lower() == contrast.lower():
+                return contrast
+    return None
+
+
+def resolve_contrast(hint: str, path: str | os.PathLike[str]) -> tuple[str | None, str]:
+    """(contrast or None, where it came from) for a hint of ``auto`` or a contrast name (``T2*w`` accepted)."""
+    if hint == "auto":
+        guessed = guess_contrast(path)
+        return (guessed, "BIDS suffix of the file name") if guessed else (None, "unknown (no BIDS suffix)")
+    for contrast in CONTRASTS:
+        if hint.lower() in (contrast.lower(), contrast.lower().replace("star", "*")):
+            return contrast, "given"
+    raise InputError(None, f"unknown contrast {hint!r}; choose auto or one of {', '.join(CONTRASTS)}")
