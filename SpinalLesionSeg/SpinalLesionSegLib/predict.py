@@ -20,9 +20,10 @@ torch and nnunetv2 are imported here, so this module is only imported by the wor
 from __future__ import annotations
 
 import contextlib
-import sys
+import io
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,17 @@ class Prediction:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def _quiet() -> contextlib.AbstractContextManager[Any]:
-    """nnunetv2 prints to stdout; the worker's stdout carries JSON lines only, so send its chatter to stderr."""
-    return contextlib.redirect_stdout(sys.stderr)
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep nnunetv2's prints off stdout (the worker's stdout carries JSON lines only) and off the user's terminal;
+    they go to this module's logger at DEBUG level, for support."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        if buffer.getvalue().strip():
+            logging.getLogger(__name__).debug("nnunetv2: %s", buffer.getvalue().strip())
 
 
 class LoadedModel:
