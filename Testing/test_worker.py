@@ -114,3 +114,7 @@ def test_killing_the_worker_leaves_no_partial_output(tmp_path: Path, kill_at: st
             assert sitk.ReadImage(str(path)).GetSize() == phantom.image.GetSize()
     if any(p.name.endswith(".json") for p in finals):
         assert len(finals) == 3
+    # A new run cleans any hidden temporary file the killed one left, and completes.
+    code, lines = _worker("-", stdin=json.dumps(dict(_job(tmp_path, [source]), output_dir=str(out))))
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(v).name for v in lines[-1]["results"][0]["outputs"].values())

@@ -109,6 +109,9 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, opti
     stem = split_image_suffix(inputs[0])[0]
     paths = output_paths(out_dir, stem)
     write_started = time.perf_counter()
+    for path in paths.values():  # hidden temporary files left by a run killed while writing these outputs
+        for stale in path.parent.glob(f".{path.name}.*.partial*"):
+            stale.unlink(missing_ok=True)
     write_image(prediction.binary, paths["lesion_seg"])
     write_image(prediction.soft, paths["lesion_soft"])
     outputs = {"lesion_seg": str(paths["lesion_seg"]), "lesion_soft": str(paths["lesion_soft"])}
