@@ -141,6 +141,21 @@ def test_ui_parameter_bindings_exist_in_the_parameter_node() -> None:
     assert bound and bound <= fields, f"bound in .ui but not parameters: {sorted(bound - fields)}"
 
 
+def test_combo_boxes_bind_only_to_choice_parameters() -> None:
+    """Slicer's parameterNodeWrapper binds a QComboBox only to a parameter annotated with Choice(...)."""
+    root = ET.parse(MODULE_DIR / "Resources" / "UI" / "SpinalLesionSeg.ui").getroot()
+    combo_bound = {
+        prop.find("string").text
+        for widget in root.iter("widget") if widget.get("class") == "QComboBox"
+        for prop in widget.findall("property") if prop.get("name") == "SlicerParameterName"
+    }
+    tree = ast.parse((MODULE_DIR / "SpinalLesionSeg.py").read_text())
+    parameter_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("ParameterNode"))
+    with_choice = {n.target.id for n in parameter_class.body
+                   if isinstance(n, ast.AnnAssign) and "Choice(" in ast.unparse(n.annotation)}
+    assert combo_bound and combo_bound <= with_choice, f"QComboBox bound without Choice: {combo_bound - with_choice}"
+
+
 def test_module_file_compiles_and_has_the_four_template_classes() -> None:
     source = (MODULE_DIR / "SpinalLesionSeg.py").read_text()
     tree = ast.parse(source)
@@ -175,7 +190,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import SpinalLesionSegLib
 for info in pkgutil.iter_modules(SpinalLesionSegLib.__path__):
-    if info.name not in {'mrml', '__main__'}:
+    if info.name not in {'mrml', 'mrml_results', 'mrml_review', 'mrml_stats', '__main__'}:
         importlib.import_module('SpinalLesionSegLib.' + info.name)
 print(sorted(m for m in sys.modules if m.startswith('SpinalLesionSegLib')))
 """

@@ -11,6 +11,9 @@ Modules:
     io          -- read/write NIfTI and NRRD with exact geometry; atomic writes; image <-> array.
     geometry    -- IJK-to-RAS matrices and orientation codes (Slicer is RAS, ITK is LPS), in one place.
     mrml        -- MRML helpers (scene passed in; ``slicer.vtkMRML*`` classes only), for Slicer and slicer-core.
+    mrml_results -- soft-map and lesion segmentation nodes, live re-threshold, edit detection (fingerprints).
+    mrml_review -- lesion review table, jump to a lesion, reject a lesion (island) from the segment.
+    mrml_stats  -- statistics table and chart nodes, disc points from markups, export of the CLI's report.
     cli         -- the ``spinal-lesion-seg`` command.
     manifests   -- what is known about each model (archives, layout, labels, orientation, crop, citation).
     models      -- model cache, installer (download, offline, custom), verification and ``resolve_model``.
@@ -31,6 +34,7 @@ Modules:
     predict     -- ``LoadedModel``: reorientation, nnunetv2 preprocessing and sliding window, fold ensemble.
     pipeline    -- one prediction job from files to files (outputs + sidecar), shared by CLI and worker.
     worker      -- the background worker process (JSON lines on stdout, ``--serve``).
+    worker_client -- starts/polls/cancels the worker from a GUI without blocking (process-group kill).
     cli_predict -- ``spinal-lesion-seg predict|demo``.
     phantom     -- synthetic spinal MRI with ground truth (lesions, cord, levels, discs).
     cli_phantom -- ``spinal-lesion-seg phantom``.

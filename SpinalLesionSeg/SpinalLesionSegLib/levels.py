@@ -235,25 +235,37 @@ def read_markups_discs(path: str | os.PathLike[str]) -> dict[int, np.ndarray]:
         markups = document["markups"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise InputError(p, f"is not a Slicer markups file ({type(error).__name__}: {error})") from None
-    discs: dict[int, np.ndarray] = {}
+    points: list[tuple[str, np.ndarray | None]] = []
     for markup in markups:
         system = str(markup.get("coordinateSystem", "LPS")).upper()
         if system not in ("LPS", "RAS"):
             raise InputError(p, f"uses coordinate system {system!r}; LPS or RAS is required")
         flip = np.array([-1.0, -1.0, 1.0]) if system == "LPS" else np.ones(3)
         for point in markup.get("controlPoints", []):
-            label = str(point.get("label", ""))
-            number = parse_disc_label(label)
-            if number is None or not 1 <= number <= COCCYX:
-                raise InputError(p, f"control point {label!r} does not name a disc (expected e.g. 'C2-C3', "
-                                    "'C2/C3' or an SCT disc code 1..30)")
             position = point.get("position")
-            if position is None or len(position) != 3 or point.get("positionStatus") == "undefined":
-                raise InputError(p, f"control point {label!r} has no position")
-            if number in discs:
-                raise InputError(p, f"disc {label!r} (SCT code {number}) appears twice")
-            discs[number] = np.asarray(position, dtype=float) * flip
-    return _require_two(discs, p)
+            defined = position is not None and len(position) == 3 and point.get("positionStatus") != "undefined"
+            points.append((str(point.get("label", "")), np.asarray(position, dtype=float) * flip if defined else None))
+    return discs_from_labelled_points(points, p)
+
+
+def discs_from_labelled_points(points: list[tuple[str, np.ndarray | None]], source: Path) -> dict[int, np.ndarray]:
+    """Disc positions (SCT number -> RAS mm) from (control-point label, RAS position or None if undefined) pairs.
+
+    Shared by ``.mrk.json`` files and Slicer's markups nodes. Every point must name a disc and have a position;
+    a disc may appear once; at least two are needed. ``source`` names the file or node in errors.
+    """
+    discs: dict[int, np.ndarray] = {}
+    for label, position in points:
+        number = parse_disc_label(label)
+        if number is None or not 1 <= number <= COCCYX:
+            raise InputError(source, f"control point {label!r} does not name a disc (expected e.g. 'C2-C3', "
+                                     "'C2/C3' or an SCT disc code 1..30)")
+        if position is None:
+            raise InputError(source, f"control point {label!r} has no position")
+        if number in discs:
+            raise InputError(source, f"disc {label!r} (SCT code {number}) appears twice")
+        discs[number] = position
+    return _require_two(discs, source)
 
 
 def _require_two(discs: dict[int, np.ndarray], path: Path) -> dict[int, np.ndarray]:

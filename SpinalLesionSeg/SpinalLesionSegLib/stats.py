@@ -98,13 +98,29 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
                                cord=cord, restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
                                connectivity=connectivity, min_size_mm3=min_size_mm3)
 
-    out = Path(out_dir)
     stem, _ = split_image_suffix(lesion_path)
+    inputs = {"lesion": lesion_path, "soft": soft_path, "cord": cord_path, "levels": levels_path}
+    return write_report(analysis, reference, out_dir, stem, source=source, with_cord=cord is not None,
+                        inputs={role: {"path": str(path), "sha256": sha256_file(path)}
+                                for role, path in inputs.items() if path},
+                        restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
+                        min_size_mm3=min_size_mm3, max_distance_mm=max_distance_mm)
+
+
+def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str | os.PathLike[str], stem: str, *,
+                 source: LevelSource | None, with_cord: bool, inputs: dict, restrict_to_cord: bool = False,
+                 cord_dilation_mm: float = 0.0, min_size_mm3: float = 0.0,
+                 max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> StatsOutputs:
+    """Write lesions.csv, levels.csv, summary.json and ``<stem>_lesion_label.nii.gz`` for an analysis.
+
+    Shared by the command line (inputs are files) and the Slicer module (inputs are nodes), so both write the
+    same report. ``inputs`` is the summary's ``inputs`` entry: what the analysis was computed from.
+    """
+    out = Path(out_dir)
     pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
     label_path = write_image(sitk.Cast(_label_image(analysis, reference), pixel),
                              out / f"{stem}_lesion_label.nii.gz")
     level_rows = level_table(analysis, source)
-    inputs = {"lesion": lesion_path, "soft": soft_path, "cord": cord_path, "levels": levels_path}
     summary = {
         "lesion_count": len(analysis.lesions),
         "total_volume_mm3": analysis.total_voxels * analysis.voxel_volume_mm3,
@@ -122,11 +138,11 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
         "voxel_volume_mm3": analysis.voxel_volume_mm3,
         "levels_source": None if source is None else {"kind": source.kind, "path": str(source.path),
                                                        "max_distance_mm": max_distance_mm},
-        "inputs": {role: {"path": str(path), "sha256": sha256_file(path)} for role, path in inputs.items() if path},
+        "inputs": inputs,
         "software": {"name": "spinal-lesion-seg", "version": __version__},
     }
     return StatsOutputs(
-        lesions_csv=write_text(_csv(LESION_COLUMNS, lesion_rows(analysis, cord is not None)), out / "lesions.csv"),
+        lesions_csv=write_text(_csv(LESION_COLUMNS, lesion_rows(analysis, with_cord)), out / "lesions.csv"),
         levels_csv=write_text(_csv(LEVEL_COLUMNS, level_rows), out / "levels.csv"),
         summary_json=write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json"),
         label_image=label_path, summary=summary)

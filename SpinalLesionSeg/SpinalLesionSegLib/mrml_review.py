@@ -1,0 +1,117 @@
+"""Lesion review in Slicer: the lesion table, jumping to a lesion and rejecting one (scene and nodes passed in).
+
+Lesions are the connected components of the segment as :func:`.lesions.analyze_lesions` finds them (18-connected,
+numbered in voxel order), measured by that same function, so a lesion's ID, volume and level here are those of
+the exported statistics. IDs are only valid for the segment content they were computed from: rebuild the table
+after every edit or rejection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+from .errors import InputError
+from .geometry import set_ijk_to_ras
+from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions, label_components
+from .levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, level_name
+from .mrml import node_ijk_to_ras
+from .mrml_results import check_same_grid, node_array, segment_mask, write_segment_mask
+
+#: Lesions whose mean probability is below this get ``flag = "check"``: the model was unsure about them.
+LOW_PROBABILITY = 0.6
+REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
+                  "centroid_s_mm")
+
+
+def grid_image(reference_volume: slicer.vtkMRMLVolumeNode) -> sitk.Image:
+    """An empty uint8 image with the volume node's grid: the geometry the analysis core needs, without copying
+    the node's voxels."""
+    image = sitk.Image(reference_volume.GetImageData().GetDimensions(), sitk.sitkUInt8)
+    set_ijk_to_ras(image, node_ijk_to_ras(reference_volume))
+    return image
+
+
+def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                    reference_volume: slicer.vtkMRMLVolumeNode, *,
+                    soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
+                    cord_segment_id: str | None = None,
+                    max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> LesionAnalysis:
+    """Run :func:`.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
+    reference volume's grid, with the soft map (same grid) and the cord segment when given."""
+    mask = segment_mask(segmentation, segment_id, reference_volume)
+    soft = None
+    if soft_node is not None:
+        check_same_grid(soft_node, reference_volume)
+        soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
+    cord = segment_mask(segmentation, cord_segment_id, reference_volume) if cord_segment_id else None
+    return analyze_lesions(mask, grid_image(reference_volume), soft=soft, levels=levels, cord=cord,
+                           max_distance_mm=max_distance_mm)
+
+
+def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                        soft_node: slicer.vtkMRMLScalarVolumeNode, reference_volume: slicer.vtkMRMLVolumeNode,
+                        levels: LevelSource | None = None, low_probability: float = LOW_PROBABILITY,
+                        table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
+    """A table node with one row per lesion: id, volume (mm3), mean probability, primary level (empty without a
+    level source), flag (``"check"`` when the mean probability is below ``low_probability``) and centroid (RAS mm).
+
+    Pass ``table`` to refresh an existing node in place (the panel keeps showing the same node).
+    """
+    analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels)
+    table = table or scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation.GetName()} review")
+    content = table.GetTable()
+    content.Initialize()
+    columns = [vtk.vtkIntArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(),
+               vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
+    for name, column in zip(REVIEW_COLUMNS, columns):
+        column.SetName(name)
+        content.AddColumn(column)
+    for lesion in analysis.lesions:
+        mean = lesion.soft_volume_mm3 / lesion.volume_mm3
+        values = (lesion.id, lesion.volume_mm3, mean,
+                  level_name(lesion.primary_level) if levels is not None else "",
+                  "check" if mean < low_probability else "", *lesion.centroid_ras)
+        for column, value in zip(columns, values):
+            column.InsertNextValue(value)
+    for name, unit in (("volume_mm3", "mm3"), ("centroid_r_mm", "mm"), ("centroid_a_mm", "mm"),
+                       ("centroid_s_mm", "mm")):
+        table.SetColumnUnitLabel(name, unit)
+    table.Modified()
+    return table
+
+
+def lesion_centroid_ras(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str, lesion_id: int,
+                        reference_volume: slicer.vtkMRMLVolumeNode) -> tuple[float, float, float]:
+    """Centroid (RAS mm) of lesion ``lesion_id`` of the segment, to centre the slice views on it."""
+    analysis = analyze_segment(segmentation, segment_id, reference_volume)
+    if not 1 <= lesion_id <= len(analysis.lesions):
+        raise InputError(segmentation.GetName(), f"has no lesion {lesion_id} (it has {len(analysis.lesions)})")
+    return analysis.lesions[lesion_id - 1].centroid_ras
+
+
+def largest_lesion_ras(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                       reference_volume: slicer.vtkMRMLVolumeNode) -> tuple[float, float, float] | None:
+    """Centroid (RAS mm) of the largest lesion (ties: the lowest ID), or None when the segment is empty: where
+    the views jump after a result arrives."""
+    lesions = analyze_segment(segmentation, segment_id, reference_volume).lesions
+    if not lesions:
+        return None
+    return max(lesions, key=lambda lesion: (lesion.voxel_count, -lesion.id)).centroid_ras
+
+
+def reject_lesion(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str, lesion_id: int,
+                  reference_volume: slicer.vtkMRMLVolumeNode) -> int:
+    """Remove lesion ``lesion_id`` (its whole connected component, as numbered by the review table) from the
+    segment; return the voxels removed. Other lesions and segments are untouched. This is a user edit: the
+    automatic fingerprint is not updated, so the live threshold will not silently bring the lesion back."""
+    mask = segment_mask(segmentation, segment_id, reference_volume)
+    labels, count = label_components(mask, DEFAULT_CONNECTIVITY)
+    if not 1 <= lesion_id <= count:
+        raise InputError(segmentation.GetName(), f"has no lesion {lesion_id} (it has {count})")
+    island = labels == lesion_id
+    write_segment_mask(segmentation, segment_id, mask & ~island, reference_volume)
+    return int(np.count_nonzero(island))
+

@@ -1,0 +1,147 @@
+"""Statistics in Slicer: per-lesion and per-level table nodes, the volume-per-level bar chart, disc points from a
+markups node, and the export of the command line's report (scene and nodes passed in).
+
+All numbers come from the analysis core (:func:`.lesions.analyze_lesions` through
+:func:`.mrml_review.analyze_segment`, rows from :mod:`.stats`), so the tables, the chart and the exported
+lesions.csv / levels.csv / summary.json agree with ``spinal-lesion-seg stats`` to the last digit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+from .io import array_to_image, write_image
+from .lesions import LesionAnalysis
+from .levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, discs_from_labelled_points
+from .mrml import save_segmentation
+from .mrml_review import analyze_segment, grid_image
+from .stats import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report
+
+#: Units shown in the table headers' tooltips (Slicer's column unit labels).
+_UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3")} | {
+    name: "mm" for name in ("centroid_r_mm", "centroid_a_mm", "centroid_s_mm", "si_extent_mm")}
+
+
+def _fill_table(table: slicer.vtkMRMLTableNode, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Replace a table node's content: integer, text or double columns by the values' type; None -> NaN (a
+    missing soft or cord volume) or an empty string."""
+    content = table.GetTable()
+    content.Initialize()
+    for name in columns:
+        values = [row[name] for row in rows]
+        present = [v for v in values if v is not None]
+        if any(isinstance(v, str) for v in present):
+            column, values = vtk.vtkStringArray(), ["" if v is None else v for v in values]
+        elif present and all(isinstance(v, (int, np.integer)) for v in values):
+            column = vtk.vtkIntArray()
+        else:
+            column, values = vtk.vtkDoubleArray(), [np.nan if v is None else v for v in values]
+        column.SetName(name)
+        for value in values:
+            column.InsertNextValue(value)
+        content.AddColumn(column)
+    for name in columns:
+        if name in _UNITS:
+            table.SetColumnUnitLabel(name, _UNITS[name])
+    table.Modified()
+
+
+@dataclass(frozen=True)
+class StatisticsNodes:
+    """The nodes made by :func:`statistics_nodes`: tables (per lesion, per level), the chart and its series."""
+
+    lesions: slicer.vtkMRMLTableNode
+    levels: slicer.vtkMRMLTableNode
+    chart: slicer.vtkMRMLPlotChartNode
+    series: slicer.vtkMRMLPlotSeriesNode
+    chart_table: slicer.vtkMRMLTableNode
+
+
+def statistics_nodes(scene: slicer.vtkMRMLScene, analysis: LesionAnalysis, source: LevelSource | None,
+                     name: str, with_cord: bool = False) -> StatisticsNodes:
+    """Table nodes with the rows of lesions.csv and levels.csv (levels in anatomical order, then unassigned) and
+    a bar chart of lesion volume (mm3) per level.
+
+    The chart reads its own small table (``level_order`` 1..n as X, ``level`` as bar labels, ``volume_mm3`` as Y):
+    a scatter-bar series needs a numeric X column, and levels.csv has none.
+    """
+    lesions = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} lesion statistics")
+    _fill_table(lesions, LESION_COLUMNS, lesion_rows(analysis, with_cord))
+    level_rows = level_table(analysis, source)
+    levels = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} level statistics")
+    _fill_table(levels, LEVEL_COLUMNS, level_rows)
+    chart_table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} volume per level")
+    _fill_table(chart_table, ("level_order", "level", "volume_mm3"),
+                [{"level_order": n, "level": row["level"], "volume_mm3": row["volume_mm3"]}
+                 for n, row in enumerate(level_rows, start=1)])
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} lesion volume")
+    series.SetAndObserveTableNodeID(chart_table.GetID())
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatterBar)
+    series.SetXColumnName("level_order")
+    series.SetYColumnName("volume_mm3")
+    series.SetLabelColumnName("level")
+    series.SetColor(0.9, 0.15, 0.15)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} volume per level")
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle("Lesion volume per vertebral level")
+    chart.SetXAxisTitle("Vertebral level (superior to inferior, then unassigned)")
+    chart.SetYAxisTitle("Lesion volume (mm3)")
+    chart.SetLegendVisibility(False)
+    return StatisticsNodes(lesions, levels, chart, series, chart_table)
+
+
+def markups_to_disc_points(markups: slicer.vtkMRMLMarkupsFiducialNode) -> dict[int, np.ndarray]:
+    """Disc positions (SCT disc number -> RAS mm) from a point list whose labels name discs (``C2-C3``,
+    ``C2/C3``, or SCT codes ``3``), as :class:`.levels.LevelSource` holds them. Same rules as ``.mrk.json``
+    files; node-local RAS (parent transforms are not applied, like the volumes)."""
+    points = []
+    for index in range(markups.GetNumberOfControlPoints()):
+        defined = markups.GetNthControlPointPositionStatus(index) != markups.PositionUndefined
+        points.append((markups.GetNthControlPointLabel(index),
+                       np.array(markups.GetNthControlPointPosition(index), dtype=float) if defined else None))
+    return discs_from_labelled_points(points, Path(markups.GetName()))
+
+
+def level_source_from_markups(markups: slicer.vtkMRMLMarkupsFiducialNode) -> LevelSource:
+    """A ``markups`` level source from a point list node (its name stands in for a file path in reports)."""
+    return LevelSource("markups", Path(markups.GetName()), discs=markups_to_disc_points(markups))
+
+
+def export_statistics(out_dir: str | os.PathLike[str], segmentation: slicer.vtkMRMLSegmentationNode,
+                      segment_id: str, reference_volume: slicer.vtkMRMLVolumeNode, *,
+                      soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
+                      cord_segment_id: str | None = None, max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM,
+                      save_seg_nrrd: bool = False, save_nifti: bool = False) -> StatsOutputs:
+    """Write the command line's report (lesions.csv, levels.csv, summary.json, lesion label image) for the
+    current segment, and optionally the segmentation as ``<name>.seg.nrrd`` and the segment as a NIfTI 0/1 mask
+    ``<name>.nii.gz`` on the reference grid.
+
+    The summary's ``inputs`` name the nodes (there are no files to hash).
+    """
+    out = Path(out_dir)
+    analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels,
+                               cord_segment_id=cord_segment_id, max_distance_mm=max_distance_mm)
+    stem = re.sub(r"[^\w.-]+", "_", segmentation.GetName()).strip("_") or "segmentation"
+    reference = grid_image(reference_volume)
+    inputs = {"lesion": {"node": segmentation.GetName(), "segment": segment_id},
+              "reference": {"node": reference_volume.GetName()}}
+    if soft_node is not None:
+        inputs["soft"] = {"node": soft_node.GetName()}
+    if cord_segment_id:
+        inputs["cord"] = {"node": segmentation.GetName(), "segment": cord_segment_id}
+    outputs = write_report(analysis, reference, out, stem, source=levels, with_cord=cord_segment_id is not None,
+                           inputs=inputs, max_distance_mm=max_distance_mm)
+    if save_seg_nrrd:
+        save_segmentation(segmentation, out / f"{stem}.seg.nrrd")
+    if save_nifti:
+        mask = (analysis.labels != 0).astype(np.uint8)
+        write_image(sitk.Cast(array_to_image(mask, reference), sitk.sitkUInt8), out / f"{stem}.nii.gz")
+    return outputs
