@@ -257,16 +257,21 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startCommand(["models", "install", name])
 
     def onInstallFromFileButton(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Model zip (or cancel to pick a folder)"),
-                                              "", "Zip archives (*.zip)")
-        if not path:
-            path = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Unzipped nnU-Net model folder"))
-        if not path:
+        paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(),
+                                                _("Model zip(s): one per fold for lesion_ms (or cancel to pick a folder)"),
+                                                "", "Zip archives (*.zip)")
+        if not paths:
+            folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Unzipped nnU-Net model folder"))
+            paths = [folder] if folder else []
+        if not paths:
             return
         name = qt.QInputDialog.getText(slicer.util.mainWindow(), _("Install from file"),
                                        _("Model name (a known model such as lesion_ms, or a new name):"))
         if name:
-            self._startCommand(["models", "install", name.strip(), "--from", path])
+            args = ["models", "install", name.strip()]
+            for path in paths:
+                args += ["--from", path]
+            self._startCommand(args)
 
     def _startCommand(self, args: list) -> None:
         self._command = self.logic.startCommand(args)
@@ -508,9 +513,11 @@ class SpinalLesionSegLogic(ScriptedLoadableModuleLogic):
         validate_image(image, p.inputVolume.GetName())
         self.workDir = self.workDir or tempfile.mkdtemp(prefix="SpinalLesionSeg-")
         source = write_image(image, Path(self.workDir) / "input.nii.gz")
+        contrast = p.contrast.replace("T2*w", "T2starw")
+        if contrast == "auto":  # the temporary file has no BIDS name: guess from the volume name or DICOM here
+            contrast = self.guessContrast(p.inputVolume) or "auto"
         job = {"inputs": [str(source)], "output_dir": str(Path(self.workDir) / "output"), "model": p.model,
-               "device": p.device, "tta": bool(p.tta), "threshold": float(p.threshold),
-               "contrast": p.contrast.replace("T2*w", "T2starw")}
+               "device": p.device, "tta": bool(p.tta), "threshold": float(p.threshold), "contrast": contrast}
         if p.folds.strip():
             try:
                 job["folds"] = [int(f) for f in p.folds.replace(",", " ").split()]
@@ -577,7 +584,15 @@ class SpinalLesionSegLogic(ScriptedLoadableModuleLogic):
         return segment_was_edited(p.segmentation, lesion_segment_id(p.segmentation))
 
     def applyThreshold(self, p: SpinalLesionSegParameterNode, threshold: float, overwrite: bool = True) -> None:
-        """Re-binarise from the soft map (no model run): in place, or as a new segment beside edited work."""
+        """Re-binarise from the soft map (no model run): in place, or as a new segment beside edited work.
+
+        When the Segment Editor shows this segmentation, its undo state is saved first, so Undo there brings the
+        previous mask back."""
+        editorWidget = slicer.modules.segmenteditor.widgetRepresentation()
+        if editorWidget is not None:
+            editor = editorWidget.self().editor
+            if editor.segmentationNode() is p.segmentation:
+                editor.saveStateForUndo()
         if overwrite:
             rethreshold_lesion_segment(p.segmentation, lesion_segment_id(p.segmentation), p.softMap, threshold,
                                        p.inputVolume)
