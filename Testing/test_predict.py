@@ -197,3 +197,28 @@ def test_bad_threshold_and_channel_count_are_clear_errors(demo: LoadedModel, t2_
         demo.predict(image, threshold=1.5)
     with pytest.raises(InputError, match="takes 1 input"):
         demo.predict([image, image])
+
+
+def test_crop_trained_models_see_the_roi_crop_itself(tmp_path: Path) -> None:
+    """Models trained on crops around the cord (crop_metadata.json) are given the crop, as SCT gives it them:
+    the result equals a prediction on the cropped image, pasted back, and is 0 outside."""
+    import json
+
+    from SpinalLesionSegLib.roi import index_block
+
+    folder = _copy_demo(tmp_path)
+    pads = {f"pad_{side}": 10.0 for side in ("superior", "inferior", "left", "right", "anterior", "posterior")}
+    (folder / "crop_metadata.json").write_text(json.dumps(pads))
+    model = LoadedModel(folder, device="cpu")
+    assert model.crop_input
+    phantom = make_phantom(11, contrast="T2w", spacing=(1.0, 1.0, 1.0))
+    box = box_from_mask(phantom.cord, margin_mm=5.0)
+    prediction = model.predict(phantom.image, roi=box)
+
+    model_space = reorient(sitk.Cast(phantom.image, sitk.sitkFloat32), model.orientation_axcodes)
+    (i, j, k), (ni, nj, nk) = index_block(model_space, box)
+    cropped = model.predict(sitk.RegionOfInterest(model_space, [ni, nj, nk], [i, j, k]))
+    soft = _array(reorient(prediction.soft, model.orientation_axcodes))
+    np.testing.assert_allclose(soft[k:k + nk, j:j + nj, i:i + ni], _array(cropped.soft), atol=1e-6)
+    soft[k:k + nk, j:j + nj, i:i + ni] = 0
+    assert not soft.any()

@@ -57,7 +57,8 @@ def load_model(model: str, *, folds: Sequence[int] | None = None, device: str = 
     info: dict[str, Any] = {"release": resolved.release, "fingerprint": resolved.fingerprint,
                             "checksum_verified": resolved.verified,
                             "contrasts": list(manifest.contrasts) if manifest else None,
-                            "invert_psir": bool(manifest.invert_psir) if manifest else False}
+                            "invert_psir": bool(manifest.invert_psir) if manifest else False,
+                            "crop": manifest.crop.description if manifest and manifest.crop else None}
     return loaded, info
 
 
@@ -101,6 +102,9 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, opti
     roi = options.roi_box
     if options.roi_mask is not None:
         roi = box_from_mask(read_image(options.roi_mask), options.roi_margin_mm, source=str(options.roi_mask))
+    if roi is None and options.model_info.get("crop"):
+        warnings.append(f"model {model.name} was trained on images cropped around the cord "
+                        f"({options.model_info['crop']}); give a cord mask (--roi-mask) or an ROI")
     read_seconds = time.perf_counter() - started
 
     prediction = model.predict(images, threshold=options.threshold, ensemble=options.ensemble, roi=roi,

@@ -5,13 +5,15 @@ What happens, in order (each step mirrors how the Spinal Cord Toolbox runs these
 1. the image is reoriented (voxel permutation/flips only, :func:`.geometry.reorient`) to the model's training
    orientation: ``dataset.json["image_orientation"]``, else the manifest's, else SCT's default LPI;
 2. preprocessed by nnunetv2's own preprocessor (cropping to non-zero, resampling, normalisation from the plans),
-   always on the whole image so that intensity normalisation does not depend on a region of interest;
+   on the whole image so that intensity normalisation does not depend on a region of interest -- except for
+   models trained on crops around the cord (manifest crop requirement), which get the ROI crop itself, as in SCT;
 3. predicted fold by fold by nnunetv2's own sliding-window predictor (tile step 0.5, Gaussian weighting,
-   test-time mirroring off unless asked for), on the whole image or only on the region of interest's block
-   (:mod:`.roi`), each fold's logits turned into probabilities on the input grid by nnunetv2's own export code;
-5. ensembled: soft map = mean lesion probability over folds; binary = soft >= threshold, or SCT's majority vote of
+   test-time mirroring off unless asked for), on the whole image or only on the whole-image tiles that touch the
+   region of interest (:mod:`.roi`; values inside it are then exactly the whole-image ones), each fold's logits
+   turned into probabilities on the input grid by nnunetv2's own export code;
+4. ensembled: soft map = mean lesion probability over folds; binary = soft >= threshold, or SCT's majority vote of
    per-fold argmax masks;
-6. set to zero outside the region of interest, and reoriented back, so every output has exactly the
+5. set to zero outside the region of interest, and reoriented back, so every output has exactly the
    input's origin, spacing and direction.
 
 torch and nnunetv2 are imported here, so this module is only imported by the worker and the command line.
@@ -78,6 +80,14 @@ def _quiet() -> Iterator[None]:
             logging.getLogger(__name__).debug("nnunetv2: %s", buffer.getvalue().strip())
 
 
+def _paste(array: np.ndarray, block: tuple[list[int], list[int]], full: sitk.Image) -> np.ndarray:
+    """A ``[k, j, i]`` array of the voxel block ``(start_ijk, size_ijk)`` placed in zeros on ``full``'s grid."""
+    (i, j, k), (ni, nj, nk) = block
+    canvas = np.zeros(tuple(reversed(full.GetSize())), array.dtype)
+    canvas[k:k + nk, j:j + nj, i:i + ni] = array
+    return canvas
+
+
 class LoadedModel:
     """An nnU-Net model ready to predict: network built from the plans, fold weights in memory, device chosen.
 
@@ -112,6 +122,9 @@ class LoadedModel:
         self.orientation_sct = self.resolved.orientation
         self.orientation_source = self.resolved.orientation_source
         self.orientation_axcodes = self.resolved.axcodes
+        #: Crop-trained models (lesion_ms_cropped, lesion_ms_mp2rage) see the ROI crop itself, as SCT gives it them.
+        self.crop_input = bool(self.resolved.manifest and self.resolved.manifest.crop) or bool(
+            self.resolved.crop_metadata)
 
         parameters: list[dict[str, Any]] = []
         configuration_name = None
@@ -205,6 +218,10 @@ class LoadedModel:
 
         report("reorient", 0.0)
         model_space = [reorient(sitk.Cast(img, sitk.sitkFloat32), self.orientation_axcodes) for img in channels]
+        full = model_space[0]
+        crop = index_block(full, roi) if roi is not None and self.crop_input else None
+        if crop is not None:
+            model_space = [sitk.RegionOfInterest(img, crop[1], crop[0]) for img in model_space]
         data = np.stack([sitk.GetArrayFromImage(img) for img in model_space])  # (c, z, y, x) as SimpleITKIO
         spacing_zyx = list(model_space[0].GetSpacing())[::-1]
         timings["reorient_s"] = time.perf_counter() - clock
@@ -219,7 +236,8 @@ class LoadedModel:
                 data, None, {"spacing": spacing_zyx}, self.plans_manager, self.configuration_manager,
                 self.dataset_json)
         tensor = self._torch.from_numpy(preprocessed)
-        window = self._roi_window(model_space[0], roi, properties, tensor.shape[1:]) if roi else None
+        window = (self._roi_window(model_space[0], roi, properties, tensor.shape[1:])
+                  if roi is not None and crop is None else None)
         timings["preprocess_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -250,10 +268,12 @@ class LoadedModel:
         outputs = [soft, binary.astype(np.uint8)]
         if cord_sum is not None:
             outputs.append((cord_sum / n_folds >= 0.5).astype(np.uint8))
-        if roi is not None:
-            inside = roi_mask(model_space[0], roi)
+        if crop is not None:
+            outputs = [_paste(array, crop, full) for array in outputs]
+        elif roi is not None:
+            inside = roi_mask(full, roi)
             outputs = [array * inside.astype(array.dtype) for array in outputs]
-        on_input = [self._back_to_input(array, model_space[0], reference) for array in outputs]
+        on_input = [self._back_to_input(array, full, reference) for array in outputs]
         timings["export_s"] = time.perf_counter() - clock
         report("done", 1.0)
         return Prediction(soft=on_input[0], binary=on_input[1], cord=on_input[2] if len(on_input) > 2 else None,
