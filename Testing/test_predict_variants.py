@@ -133,3 +133,28 @@ def test_predict_command_bad_input_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert f"{tmp_path / 'missing.nii.gz'}: file not found" in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_crop_trained_model_takes_its_margins_from_crop_metadata(tmp_path: Path) -> None:
+    """With a cord mask, a crop-trained model's ROI is the cord's box grown by its crop_metadata.json pads (mm)."""
+    import shutil
+
+    from SpinalLesionSegLib.io import write_image
+    from SpinalLesionSegLib.phantom import make_phantom
+    from SpinalLesionSegLib.roi import box_from_mask
+
+    folder = tmp_path / "cropped"
+    shutil.copytree(DEMO, folder)
+    pads = {"pad_left": 3.0, "pad_right": 4.0, "pad_posterior": 5.0, "pad_anterior": 6.0, "pad_inferior": 7.0,
+            "pad_superior": 8.0}
+    (folder / "crop_metadata.json").write_text(json.dumps(pads))
+    phantom = make_phantom(4, contrast="T2w", spacing=(1.0, 1.0, 1.0))
+    image = write_image(phantom.image, tmp_path / "p_T2w.nii.gz")
+    cord = write_image(phantom.cord, tmp_path / "p_cord.nii.gz")
+    result = _predict_cli(str(image), "-o", str(tmp_path / "out"), "--model", str(folder), "--device", "cpu",
+                          "--folds", "0", "--roi-mask", str(cord), "--roi-margin", "1")
+    assert result.returncode == 0, result.stderr
+    roi = json.loads((tmp_path / "out" / "p_T2w_lesion_seg.json").read_text())["roi"]
+    tight = box_from_mask(phantom.cord, 0.0)
+    np.testing.assert_allclose(np.subtract(tight.ras_min, roi["ras_min_mm"]), [3.0, 5.0, 7.0], atol=1e-4)  # NIfTI geometry is float32
+    np.testing.assert_allclose(np.subtract(roi["ras_max_mm"], tight.ras_max), [4.0, 6.0, 8.0], atol=1e-4)

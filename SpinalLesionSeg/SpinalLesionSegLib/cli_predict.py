@@ -135,7 +135,8 @@ def register(commands: Any) -> None:
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=10.0, metavar="MM",
-                         help="margin around --roi-mask in mm (default 10)")
+                         help="margin around --roi-mask in mm (default 10); models trained on crops use their own "
+                         "crop_metadata.json margins instead")
     predict.set_defaults(func=_cmd_predict)
 
     demo = commands.add_parser(

@@ -30,7 +30,7 @@ from .errors import InputError
 from .contrasts import resolve_contrast
 from .io import read_image, sha256_file, split_image_suffix, write_image, write_text
 from .predict import LoadedModel, Progress
-from .roi import Box, box_from_mask
+from .roi import Box, box_from_mask, crop_margins_mm
 
 CODE_URL = "https://github.com/SpinalLesionSeg/SpinalLesionSeg"
 
@@ -58,7 +58,9 @@ def load_model(model: str, *, folds: Sequence[int] | None = None, device: str = 
                             "checksum_verified": resolved.verified,
                             "contrasts": list(manifest.contrasts) if manifest else None,
                             "invert_psir": bool(manifest.invert_psir) if manifest else False,
-                            "crop": manifest.crop.description if manifest and manifest.crop else None}
+                            "crop": manifest.crop.description if manifest and manifest.crop else None,
+                            "crop_margins_mm": crop_margins_mm(resolved.crop_metadata) if resolved.crop_metadata
+                            else None}
     return loaded, info
 
 
@@ -101,7 +103,9 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, opti
         warnings.append("PSIR intensities multiplied by -1, as this model expects")
     roi = options.roi_box
     if options.roi_mask is not None:
-        roi = box_from_mask(read_image(options.roi_mask), options.roi_margin_mm, source=str(options.roi_mask))
+        # A crop-trained model gets the margins it was trained with (crop_metadata.json), as SCT crops for it.
+        margin = options.model_info.get("crop_margins_mm") or options.roi_margin_mm
+        roi = box_from_mask(read_image(options.roi_mask), margin, source=str(options.roi_mask))
     if roi is None and options.model_info.get("crop"):
         warnings.append(f"model {model.name} was trained on images cropped around the cord "
                         f"({options.model_info['crop']}); give a cord mask (--roi-mask) or an ROI")

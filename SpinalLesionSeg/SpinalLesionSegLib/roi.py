@@ -8,7 +8,7 @@ becomes the smallest voxel block that contains it, clipped to the image.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +37,9 @@ def box_from_corners(a: Sequence[float], b: Sequence[float], source: str = "box"
 
 
 def box_from_mask(mask: sitk.Image, margin_mm: float | Sequence[float], source: str = "cord mask") -> Box:
-    """The physical bounding box of a mask's non-zero voxels (voxel extents included), grown by ``margin_mm``
-    on every side (one value, or three for R-L, A-P, S-I). Raises InputError for an empty mask."""
+    """The physical bounding box of a mask's non-zero voxels (voxel extents included), grown by ``margin_mm``:
+    one value for every side, three for the R-L, A-P and S-I axes, or six for the low and high side of each axis
+    in RAS (left, right, posterior, anterior, inferior, superior). Raises InputError for an empty mask."""
     array = sitk.GetArrayViewFromImage(mask)
     kji = np.argwhere(array > 0)
     if kji.size == 0:
@@ -46,10 +47,25 @@ def box_from_mask(mask: sitk.Image, margin_mm: float | Sequence[float], source: 
     lo, hi = kji.min(axis=0)[::-1], kji.max(axis=0)[::-1]
     corners = np.array([[c[0], c[1], c[2]] for c in itertools.product(*zip(lo - 0.5, hi + 0.5))])
     ras = voxel_to_ras(ijk_to_ras_matrix(mask), corners)
-    margin = np.broadcast_to(np.asarray(margin_mm, float), (3,))
+    margin = np.asarray(margin_mm, float).ravel()
+    if margin.size == 6:
+        low, high = margin[0::2], margin[1::2]
+    else:
+        low = high = np.broadcast_to(margin, (3,))
     if np.any(margin < 0):
         raise InputError(source, f"the region-of-interest margin must be >= 0 mm, got {margin.tolist()}")
-    return box_from_corners(ras.min(axis=0) - margin, ras.max(axis=0) + margin, source)
+    return box_from_corners(ras.min(axis=0) - low, ras.max(axis=0) + high, source)
+
+
+def crop_margins_mm(crop_metadata: Mapping[str, float]) -> tuple[float, ...]:
+    """The six margins (mm; left, right, posterior, anterior, inferior, superior, as :func:`box_from_mask`
+    takes them) of a model's ``crop_metadata.json`` (``pad_left`` ... ``pad_superior``), so that a cord mask gives
+    the crop the model was trained on."""
+    sides = ("left", "right", "posterior", "anterior", "inferior", "superior")
+    try:
+        return tuple(float(crop_metadata[f"pad_{side}"]) for side in sides)
+    except (KeyError, TypeError, ValueError):
+        raise InputError("crop_metadata.json", f"needs numeric pad_{'/'.join(sides)} margins (mm)") from None
 
 
 def index_block(image: sitk.Image, box: Box) -> tuple[list[int], list[int]]:
