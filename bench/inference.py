@@ -13,8 +13,10 @@ Configurations (each in its own process, so wall time includes what a user waits
 All use the same folds, tile step 0.5, Gaussian weighting, no test-time mirroring, and the same device.
 Models: ``demo`` (bundled) and ``resenc-l``, a network with the ``lesion_ms`` architecture (nnU-Net ResEnc-L,
 1 mm isotropic, patch 192^3 as reported for lesion_ms) and random weights, built here (timing only).
-Input: ``../shared/data/sct_tutorial_data/t2_ms/t2.nii.gz`` (320x256x19, 0.6875x0.6875x7.5 mm). Its ROI is a
-44 x 38 mm in-plane box around the cord (voxels i 128-192, j 100-155, all slices), chosen by eye.
+Input: ``../shared/data/sct_tutorial_data/t2_ms/t2.nii.gz`` (320x256x19, 0.6875x0.6875x7.5 mm). ROIs, chosen by
+eye around the cord (centre near voxel i 160, j 125; the cord is about 8 mm across): a generous 44 x 38 mm box
+(voxels i 128-192, j 100-155, all slices) and the panel's default, the cord grown by 10 mm (28 x 28 mm:
+i 140-180, j 105-145).
 
     .venv/bin/python bench/inference.py --model demo --device cpu
     .venv/bin/python bench/inference.py --model resenc-l --folds 0 --device cuda
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz"
 T2MS_CORD_BOX_IJK = ((128, 100, 0), (192, 155, 18))
+T2MS_CORD_10MM_BOX_IJK = ((140, 105, 0), (180, 145, 18))
 RESENC_L_PATCH = [192, 192, 192]
 
 
@@ -89,10 +92,10 @@ def resenc_l_folder(folder: Path, folds: list[int]) -> Path:
     return folder
 
 
-def roi_box(image_path: Path) -> dict[str, list[float]]:
+def roi_box(image_path: Path, corners_ijk=T2MS_CORD_BOX_IJK) -> dict[str, list[float]]:
     from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, voxel_to_ras
 
-    ras = voxel_to_ras(ijk_to_ras_matrix(sitk.ReadImage(str(image_path))), np.array(T2MS_CORD_BOX_IJK, float))
+    ras = voxel_to_ras(ijk_to_ras_matrix(sitk.ReadImage(str(image_path))), np.array(corners_ijk, float))
     return {"ras_min": ras.min(axis=0).tolist(), "ras_max": ras.max(axis=0).tolist()}
 
 
@@ -150,7 +153,9 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
     base = {"inputs": [str(image)], "model": str(model), "device": device, "folds": folds}
     jobs = [dict(base, id="full-first", output_dir=str(work / "serve1")),
             dict(base, id="full-second", output_dir=str(work / "serve2")),
-            dict(base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image))]
+            dict(base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image)),
+            dict(base, id="roi-cord10-second", output_dir=str(work / "serve4"),
+                 roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -207,6 +212,7 @@ def main() -> None:
             "interactive_path": "ROI around the cord, persistent worker, model loaded (third job)",
             "speedup_vs_stock_predictor": round(stock / results["ours-serve"]["roi-second"]["wall_s"], 2),
             "speedup_full_image_second_job": round(stock / results["ours-serve"]["full-second"]["wall_s"], 2),
+            "speedup_roi_cord_plus_10mm": round(stock / results["ours-serve"]["roi-cord10-second"]["wall_s"], 2),
         }
         if "stock-cli" in results:
             summary["speedup_vs_stock_cli"] = round(
@@ -214,7 +220,7 @@ def main() -> None:
     import torch
 
     record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input),
-              "roi_box_ijk": T2MS_CORD_BOX_IJK, "results": results, "summary": summary,
+              "roi_box_ijk": T2MS_CORD_BOX_IJK, "roi_cord_10mm_box_ijk": T2MS_CORD_10MM_BOX_IJK, "results": results, "summary": summary,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
               "date": time.strftime("%Y-%m-%d")}
