@@ -3,7 +3,7 @@
 This file stays thin. The Module describes the module, the Widget binds the .ui panel to a parameter node, the
 Logic orchestrates calls into ``SpinalLesionSegLib`` (the pure-Python core, also used by the command line and the
 tests), and the Test class is Slicer's self-test. Inference never runs here: it runs in a worker process that the
-Logic drives through :class:`SpinalLesionSegLib.worker_client.WorkerClient`, polled by a timer so that Slicer's
+Logic drives through :class:`SpinalLesionSegLib.inference.worker_client.WorkerClient`, polled by a timer so that Slicer's
 GUI never waits.
 """
 
@@ -39,10 +39,10 @@ from SpinalLesionSegLib import __version__
 from SpinalLesionSegLib.contrasts import CONTRASTS, guess_contrast
 from SpinalLesionSegLib.describe import describe_image, format_description
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.io import read_image, write_image
-from SpinalLesionSegLib.mrml import image_from_volume_node, labelmap_from_segmentation
-from SpinalLesionSegLib.levels import load_level_source
-from SpinalLesionSegLib.mrml_results import (
+from SpinalLesionSegLib.image_io import read_image, write_image
+from SpinalLesionSegLib.mrml.nodes import image_from_volume_node, labelmap_from_segmentation
+from SpinalLesionSegLib.analysis.levels import load_level_source
+from SpinalLesionSegLib.mrml.results import (
     CORD_SEGMENT_NAME,
     add_thresholded_segment,
     create_lesion_segmentation,
@@ -51,17 +51,17 @@ from SpinalLesionSegLib.mrml_results import (
     segment_was_edited,
     show_soft_map,
 )
-from SpinalLesionSegLib.mrml_review import (
+from SpinalLesionSegLib.mrml.review import (
     analyze_segment,
     largest_lesion_ras,
     lesion_centroid_ras,
     lesion_review_table,
     reject_lesion,
 )
-from SpinalLesionSegLib.mrml_stats import export_statistics, level_source_from_markups, statistics_nodes
-from SpinalLesionSegLib.roi import box_from_corners, box_from_mask
+from SpinalLesionSegLib.mrml.statistics import export_statistics, level_source_from_markups, statistics_nodes
+from SpinalLesionSegLib.inference.roi import box_from_corners, box_from_mask
 from SpinalLesionSegLib.validation import validate_image
-from SpinalLesionSegLib.worker_client import BackgroundCommand, WorkerClient
+from SpinalLesionSegLib.inference.worker_client import BackgroundCommand, WorkerClient
 
 #: Contrast choices shown in the panel (T2*w is the BIDS T2starw).
 CONTRAST_CHOICES = ["auto", "T2w", "T2*w", "STIR", "PSIR", "T1w", "UNIT1"]
@@ -456,13 +456,13 @@ class SpinalLesionSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def installedModels() -> list:
-        from SpinalLesionSegLib.models import list_models
+        from SpinalLesionSegLib.models.registry import list_models
 
         return [status.name for status in list_models() if status.installed]
 
     @staticmethod
     def publishedModels() -> list:
-        from SpinalLesionSegLib.models import list_models
+        from SpinalLesionSegLib.models.registry import list_models
 
         return [status.name for status in list_models() if status.kind == "published"]
 
@@ -696,7 +696,7 @@ class SpinalLesionSegTest(ScriptedLoadableModuleTest):
         import numpy as np
         import SimpleITK as sitk
 
-        from SpinalLesionSegLib.mrml import volume_node_from_image
+        from SpinalLesionSegLib.mrml.nodes import volume_node_from_image
 
         self.delayDisplay("Checking a synthetic volume")
         image = sitk.GetImageFromArray(np.random.default_rng(0).normal(100, 10, (12, 20, 16)).astype(np.float32))
@@ -724,8 +724,8 @@ class SpinalLesionSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from SpinalLesionSegLib.mrml import volume_node_from_image
-        from SpinalLesionSegLib.mrml_results import segment_mask
+        from SpinalLesionSegLib.mrml.nodes import volume_node_from_image
+        from SpinalLesionSegLib.mrml.results import segment_mask
         from SpinalLesionSegLib.phantom import make_phantom
 
         self.delayDisplay("Running the demo model on a phantom in the background worker")

@@ -13,9 +13,9 @@ import SimpleITK as sitk
 
 from analysis_data import T2, INTERIOR_SLICES, box_lesion, load, save
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.lesions import analyze_lesions, label_components
-from SpinalLesionSegLib.levels import UNASSIGNED, load_level_source
-from SpinalLesionSegLib.stats import level_table, run_stats
+from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
+from SpinalLesionSegLib.analysis.levels import UNASSIGNED, load_level_source
+from SpinalLesionSegLib.analysis.report import level_table, run_stats
 
 
 def _grid(shape_kji: tuple[int, int, int], spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> sitk.Image:
@@ -135,7 +135,7 @@ def test_per_level_volumes_with_anisotropic_voxels_are_conserved() -> None:
     levels_image.CopyInformation(reference)
     mask = np.zeros((8, 20, 8), dtype=bool)
     mask[2:5, 6:14, 3:5] = True  # spans both levels
-    from SpinalLesionSegLib.levels import LevelSource
+    from SpinalLesionSegLib.analysis.levels import LevelSource
 
     source = LevelSource("cord-labels", Path("regions"), regions=levels_image)
     analysis = analyze_lesions(mask, reference, levels=source)

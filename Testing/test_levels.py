@@ -10,8 +10,8 @@ import SimpleITK as sitk
 
 from analysis_data import T2, INTERIOR_SLICES, box_lesion, disc_point_image, disc_points, load, markups_file, save
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.lesions import analyze_lesions
-from SpinalLesionSegLib.levels import (UNASSIGNED, assign_levels, level_name, levels_between_discs,
+from SpinalLesionSegLib.analysis.lesions import analyze_lesions
+from SpinalLesionSegLib.analysis.levels import (UNASSIGNED, assign_levels, level_name, levels_between_discs,
                                        load_level_source, parse_disc_label)
 
 #: TotalSpineSeg codes of C2..C5 and its C2C3, C3C4, C4C5 discs.

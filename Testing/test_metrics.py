@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis_data import T2, INTERIOR_SLICES, box_lesion, load
-from SpinalLesionSegLib.metrics import dice, evaluate, mean_metrics
+from SpinalLesionSegLib.analysis.metrics import dice, evaluate, mean_metrics
 
 SHAPE = (10, 10, 30)
 

@@ -15,10 +15,10 @@ from types import MappingProxyType
 import pytest
 from fake_models import LESION_MS_TRAINER, fold_zip
 
-from SpinalLesionSegLib import models
-from SpinalLesionSegLib.download import download, part_path
+from SpinalLesionSegLib.models import registry as models
+from SpinalLesionSegLib.models.download import download, part_path
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.manifests import MANIFESTS, Archive
+from SpinalLesionSegLib.models.manifests import MANIFESTS, Archive
 
 #: The server shuts itself down after this long even if a test forgets to (seconds).
 SERVER_LIFETIME_S = 60

@@ -10,9 +10,9 @@ from types import MappingProxyType
 import pytest
 from fake_models import LESION_MS_TRAINER, dataset_json, fold_zip, trainer_files, write_tree, write_zip
 
-from SpinalLesionSegLib import models
+from SpinalLesionSegLib.models import registry as models
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.manifests import MANIFESTS
+from SpinalLesionSegLib.models.manifests import MANIFESTS
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import slicer
 from vtkmodules.util import numpy_support
 
 from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, reorient, to_right_handed, voxel_to_ras
-from SpinalLesionSegLib.io import read_image, write_image
-from SpinalLesionSegLib.mrml import (
+from SpinalLesionSegLib.image_io import read_image, write_image
+from SpinalLesionSegLib.mrml.nodes import (
     image_from_volume_node,
     labelmap_from_segmentation,
     load_segmentation,

@@ -14,17 +14,17 @@ import slicer
 
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.geometry import ijk_to_ras_matrix
-from SpinalLesionSegLib.io import read_image, write_image
-from SpinalLesionSegLib.lesions import analyze_lesions, label_components
-from SpinalLesionSegLib.levels import LevelSource, level_name, load_level_source, read_markups_discs
-from SpinalLesionSegLib.mrml import (
+from SpinalLesionSegLib.image_io import read_image, write_image
+from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
+from SpinalLesionSegLib.analysis.levels import LevelSource, level_name, load_level_source, read_markups_discs
+from SpinalLesionSegLib.mrml.nodes import (
     image_from_volume_node,
     load_segmentation,
     node_ijk_to_ras,
     read_volume_node,
     volume_node_from_image,
 )
-from SpinalLesionSegLib.mrml_results import (
+from SpinalLesionSegLib.mrml.results import (
     CORD_SEGMENT_NAME,
     FALLBACK_COLOR_TABLE_ID,
     LESION_SEGMENT_NAME,
@@ -40,21 +40,21 @@ from SpinalLesionSegLib.mrml_results import (
     show_soft_map,
     write_segment_mask,
 )
-from SpinalLesionSegLib.mrml_review import (
+from SpinalLesionSegLib.mrml.review import (
     analyze_segment,
     largest_lesion_ras,
     lesion_centroid_ras,
     lesion_review_table,
     reject_lesion,
 )
-from SpinalLesionSegLib.mrml_stats import (
+from SpinalLesionSegLib.mrml.statistics import (
     export_statistics,
     level_source_from_markups,
     markups_to_disc_points,
     statistics_nodes,
 )
 from SpinalLesionSegLib.phantom import make_phantom
-from SpinalLesionSegLib.stats import run_stats
+from SpinalLesionSegLib.analysis.report import run_stats
 
 
 @pytest.fixture()

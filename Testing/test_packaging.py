@@ -189,9 +189,9 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 import SpinalLesionSegLib
-for info in pkgutil.iter_modules(SpinalLesionSegLib.__path__):
-    if info.name not in {'mrml', 'mrml_results', 'mrml_review', 'mrml_stats', '__main__'}:
-        importlib.import_module('SpinalLesionSegLib.' + info.name)
+for info in pkgutil.walk_packages(SpinalLesionSegLib.__path__, 'SpinalLesionSegLib.'):
+    if not info.name.startswith('SpinalLesionSegLib.mrml') and not info.name.endswith('__main__'):
+        importlib.import_module(info.name)
 print(sorted(m for m in sys.modules if m.startswith('SpinalLesionSegLib')))
 """
 
@@ -199,4 +199,4 @@ print(sorted(m for m in sys.modules if m.startswith('SpinalLesionSegLib')))
 def test_core_imports_without_slicer_qt_or_torch() -> None:
     result = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "SpinalLesionSegLib.io" in result.stdout and "SpinalLesionSegLib.cli" in result.stdout
+    assert "SpinalLesionSegLib.image_io" in result.stdout and "SpinalLesionSegLib.cli.app" in result.stdout

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from SpinalLesionSegLib import cli
 from SpinalLesionSegLib.geometry import axcodes, ijk_to_ras_matrix, reorient, voxel_to_ras
-from SpinalLesionSegLib.io import image_to_array, read_image, same_grid
+from SpinalLesionSegLib.image_io import image_to_array, read_image, same_grid
 from SpinalLesionSegLib.phantom import CONTRASTS, T2_LIKE, Phantom, level_name, make_phantom, write_phantom
 
 TRUTH = ("lesion", "cord", "levels", "discs", "canal")

@@ -20,10 +20,10 @@ import torch
 
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.geometry import axcodes, reorient
-from SpinalLesionSegLib.io import read_image, same_grid, write_image
+from SpinalLesionSegLib.image_io import read_image, same_grid, write_image
 from SpinalLesionSegLib.phantom import make_phantom
-from SpinalLesionSegLib.predict import LoadedModel
-from SpinalLesionSegLib.roi import box_from_mask, roi_mask
+from SpinalLesionSegLib.inference.predictor import LoadedModel
+from SpinalLesionSegLib.inference.roi import box_from_mask, roi_mask
 
 from conftest import MODULE_DIR
 
@@ -204,7 +204,7 @@ def test_crop_trained_models_see_the_roi_crop_itself(tmp_path: Path) -> None:
     the result equals a prediction on the cropped image, pasted back, and is 0 outside."""
     import json
 
-    from SpinalLesionSegLib.roi import index_block
+    from SpinalLesionSegLib.inference.roi import index_block
 
     folder = _copy_demo(tmp_path)
     pads = {f"pad_{side}": 10.0 for side in ("superior", "inferior", "left", "right", "anterior", "posterior")}

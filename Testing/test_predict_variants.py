@@ -18,8 +18,8 @@ import SimpleITK as sitk
 import torch
 
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.io import read_image
-from SpinalLesionSegLib.predict import LoadedModel
+from SpinalLesionSegLib.image_io import read_image
+from SpinalLesionSegLib.inference.predictor import LoadedModel
 
 from conftest import MODULE_DIR
 
@@ -139,9 +139,9 @@ def test_crop_trained_model_takes_its_margins_from_crop_metadata(tmp_path: Path)
     """With a cord mask, a crop-trained model's ROI is the cord's box grown by its crop_metadata.json pads (mm)."""
     import shutil
 
-    from SpinalLesionSegLib.io import write_image
+    from SpinalLesionSegLib.image_io import write_image
     from SpinalLesionSegLib.phantom import make_phantom
-    from SpinalLesionSegLib.roi import box_from_mask
+    from SpinalLesionSegLib.inference.roi import box_from_mask
 
     folder = tmp_path / "cropped"
     shutil.copytree(DEMO, folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SpinalLesionSegLib.sweep import THRESHOLDS, summarise, sweep_case
+from SpinalLesionSegLib.analysis.sweep import THRESHOLDS, summarise, sweep_case
 
 
 def _case() -> tuple[np.ndarray, np.ndarray]:

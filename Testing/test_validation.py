@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.io import read_image
+from SpinalLesionSegLib.image_io import read_image
 from SpinalLesionSegLib.validation import validate_image
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from SpinalLesionSegLib.io import write_image
+from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.phantom import make_phantom
 
 from conftest import MODULE_DIR
@@ -21,7 +21,7 @@ DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 
 
 def _worker(*args: str, stdin: str | None = None, timeout: float = 300) -> tuple[int, list[dict]]:
-    result = subprocess.run([sys.executable, "-m", "SpinalLesionSegLib.worker", *args], input=stdin,
+    result = subprocess.run([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", *args], input=stdin,
                             capture_output=True, text=True, timeout=timeout)
     lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout must be JSON lines only
     return result.returncode, lines
@@ -95,7 +95,7 @@ def test_killing_the_worker_leaves_no_partial_output(tmp_path: Path, kill_at: st
     phantom = make_phantom(3, contrast="T2w")
     source = str(write_image(phantom.image, tmp_path / "in" / "case_T2w.nii.gz"))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.worker", "-"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "-"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True, start_new_session=True)
     process.stdin.write(json.dumps(dict(_job(tmp_path, [source]), output_dir=str(out))))
     process.stdin.close()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from SpinalLesionSegLib.io import write_image
+from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.phantom import make_phantom
 from SpinalLesionSegLib import __version__
-from SpinalLesionSegLib.worker_client import BackgroundCommand, WorkerClient
+from SpinalLesionSegLib.inference.worker_client import BackgroundCommand, WorkerClient
 
 
 def _wait_for(client: WorkerClient, kind: str, timeout_s: float = 240) -> tuple[dict, list[dict]]:

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from SpinalLesionSegLib.lesions import analyze_lesions, label_components
-from SpinalLesionSegLib.levels import LevelSource
-from SpinalLesionSegLib.sweep import sweep_case
+from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
+from SpinalLesionSegLib.analysis.levels import LevelSource
+from SpinalLesionSegLib.analysis.sweep import sweep_case
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analysis_speed.json"
 

@@ -4,7 +4,7 @@ The phantoms use seeds the training script never uses (training: 20261123 + 1000
 orientations, in two sets: 1 mm isotropic voxels (the resolution the published models work at), and the phantoms'
 default random spacing (0.5-1 mm in-plane, 1-3 mm slices, as in the training set), where thick slices make small
 lesions partial-volume and ground truth itself ambiguous. Metrics follow the seed paper's rules
-(SpinalLesionSegLib.metrics). Run from the repository root:
+(SpinalLesionSegLib.analysis.metrics). Run from the repository root:
 
     .venv/bin/python bench/demo_model_quality.py [--cases 24] [--device cpu]
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from SpinalLesionSegLib.metrics import Metrics, evaluate, mean_metrics
+from SpinalLesionSegLib.analysis.metrics import Metrics, evaluate, mean_metrics
 from SpinalLesionSegLib.phantom import make_phantom
-from SpinalLesionSegLib.predict import LoadedModel
+from SpinalLesionSegLib.inference.predictor import LoadedModel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_model_quality.json"
 FIRST_SEED = 500_000

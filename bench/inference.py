@@ -157,7 +157,7 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
             dict(base, id="roi-cord10-second", output_dir=str(work / "serve4"),
                  roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.worker", "--serve"],
+    process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     results = {}
     for job in jobs:

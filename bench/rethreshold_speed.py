@@ -1,7 +1,7 @@
 """Speed of the live threshold in Slicer (issue 5): re-binarising the lesion segment from a 320x320x64 soft map
 when the slider moves must feel instant (target: well under 100 ms), measured headless with slicer-core.
 
-Times :func:`SpinalLesionSegLib.mrml_results.rethreshold_lesion_segment` (threshold, write into the segment,
+Times :func:`SpinalLesionSegLib.mrml.results.rethreshold_lesion_segment` (threshold, write into the segment,
 fingerprint for edit detection) and, separately, :func:`segment_was_edited` (run before each update). The soft
 map holds 40 blurred lesions on a 0.6 x 0.6 x 3 mm grid, so lesions cover a realistic few thousand voxels. Run
 from the repository root:
@@ -26,8 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from SpinalLesionSegLib.mrml import volume_node_from_image
-from SpinalLesionSegLib.mrml_results import (
+from SpinalLesionSegLib.mrml.nodes import volume_node_from_image
+from SpinalLesionSegLib.mrml.results import (
     create_lesion_segmentation,
     lesion_segment_id,
     rethreshold_lesion_segment,

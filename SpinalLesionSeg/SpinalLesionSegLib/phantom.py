@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from . import __version__
 from .contrasts import CONTRASTS
 from .geometry import reorient, set_ijk_to_ras
-from .io import array_to_image, write_image
+from .image_io import array_to_image, write_image
 
 #: MRI contrasts a phantom can imitate (BIDS suffixes, as the lesion models name them).
 #: Contrasts on which MS lesions are brighter than the cord; on the others (T1w, UNIT1, PSIR) they are darker.

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 #: Folder that holds the SpinalLesionSegLib package (the Slicer module folder, or site-packages).
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def start_package_process(python: str, args: list[str], env: dict[str, str] | None = None, *,
@@ -117,7 +117,7 @@ class WorkerClient:
 
     def _start(self) -> None:
         try:
-            self.process = start_package_process(self.python, ["-m", "SpinalLesionSegLib.worker", "--serve"],
+            self.process = start_package_process(self.python, ["-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                                  self.env, stdin=True)
         except OSError as error:
             self.process = None

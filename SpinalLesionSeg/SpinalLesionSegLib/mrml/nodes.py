@@ -25,8 +25,8 @@ import slicer
 import vtk
 from vtkmodules.util import numpy_support
 
-from .geometry import ijk_to_ras_matrix, set_ijk_to_ras, to_right_handed
-from .io import atomic_destination
+from ..geometry import ijk_to_ras_matrix, set_ijk_to_ras, to_right_handed
+from ..image_io import atomic_destination
 
 
 def _to_vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:

@@ -35,10 +35,10 @@ import SimpleITK as sitk
 
 from .checkpoint import load_checkpoint
 from .device import DeviceChoice, select_device
-from .errors import InputError
-from .geometry import axcodes, reorient
-from .io import same_grid
-from .models import ResolvedModel
+from ..errors import InputError
+from ..geometry import axcodes, reorient
+from ..image_io import same_grid
+from ..models.registry import ResolvedModel
 from .network import build_network
 from .roi import Box, index_block, roi_mask
 
@@ -104,7 +104,7 @@ class LoadedModel:
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from .models import resolve_model
+        from ..models.registry import resolve_model
 
         self.resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
         self.folder = self.resolved.folder

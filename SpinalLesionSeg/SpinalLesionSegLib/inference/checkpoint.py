@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 #: Keys an nnU-Net v2 checkpoint must have for inference.
 REQUIRED_KEYS = ("network_weights",)

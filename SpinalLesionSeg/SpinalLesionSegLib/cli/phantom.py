@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .phantom import CONTRASTS
+from ..phantom import CONTRASTS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,8 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .phantom import make_phantom, write_phantom
+    from ..errors import InputError
+    from ..phantom import make_phantom, write_phantom
 
     try:
         phantom = make_phantom(args.seed, args.contrast, spacing=args.spacing, orientation=args.orientation,

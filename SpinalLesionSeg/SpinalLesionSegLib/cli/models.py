@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TextIO
 
-from . import models
+from ..models import registry as models
 
 PROG = "spinal-lesion-seg"
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .contrasts import CONTRASTS
-from .device import DEVICE_CHOICES
-from .predict import ENSEMBLE_RULES
+from ..contrasts import CONTRASTS
+from ..inference.device import DEVICE_CHOICES
+from ..inference.predictor import ENSEMBLE_RULES
 
 CONTRAST_CHOICES = ("auto", *CONTRASTS)
 
@@ -54,8 +54,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .pipeline import CaseOptions, group_cases, load_model, predict_case
+    from ..errors import InputError
+    from ..inference.case import CaseOptions, group_cases, load_model, predict_case
 
     if args.roi_margin < 0:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
@@ -80,8 +80,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .phantom import make_phantom, write_phantom
-    from .pipeline import CaseOptions, load_model, predict_case
+    from ..phantom import make_phantom, write_phantom
+    from ..inference.case import CaseOptions, load_model, predict_case
 
     started = time.perf_counter()
     phantom = make_phantom(args.seed, contrast="T2w")
@@ -99,7 +99,7 @@ def _demo_summary(phantom: Any, result: dict[str, Any], seconds: float) -> dict[
     import numpy as np
     import SimpleITK as sitk
 
-    from .metrics import evaluate
+    from ..analysis.metrics import evaluate
 
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(result["outputs"]["lesion_seg"])) > 0
     truth = sitk.GetArrayViewFromImage(phantom.lesion) > 0

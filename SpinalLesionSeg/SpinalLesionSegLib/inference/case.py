@@ -25,11 +25,11 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from . import __version__
-from .errors import InputError
-from .contrasts import resolve_contrast
-from .io import read_image, sha256_file, split_image_suffix, write_image, write_text
-from .predict import LoadedModel, Progress
+from .. import __version__
+from ..errors import InputError
+from ..contrasts import resolve_contrast
+from ..image_io import read_image, sha256_file, split_image_suffix, write_image, write_text
+from .predictor import LoadedModel, Progress
 from .roi import Box, box_from_mask, crop_margins_mm
 
 CODE_URL = "https://github.com/SpinalLesionSeg/SpinalLesionSeg"

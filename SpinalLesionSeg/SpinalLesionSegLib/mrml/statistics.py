@@ -18,12 +18,12 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .io import array_to_image, write_image
-from .lesions import LesionAnalysis
-from .levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, discs_from_labelled_points
-from .mrml import save_segmentation
-from .mrml_review import analyze_segment, grid_image
-from .stats import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report
+from ..image_io import array_to_image, write_image
+from ..analysis.lesions import LesionAnalysis
+from ..analysis.levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, discs_from_labelled_points
+from .nodes import save_segmentation
+from .review import analyze_segment, grid_image
+from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report
 
 #: Units shown in the table headers' tooltips (Slicer's column unit labels).
 _UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3")} | {

@@ -24,8 +24,8 @@ import slicer
 import vtk
 from vtkmodules.util import numpy_support
 
-from .errors import InputError
-from .mrml import labelmap_from_segmentation, node_ijk_to_ras, segmentation_node_from_labelmap, volume_node_from_image
+from ..errors import InputError
+from .nodes import labelmap_from_segmentation, node_ijk_to_ras, segmentation_node_from_labelmap, volume_node_from_image
 
 LESION_SEGMENT_NAME = "MS lesion"
 CORD_SEGMENT_NAME = "Spinal cord"

@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 ALLOWED_NETWORK_PREFIX = "dynamic_network_architectures.architectures."
 ALLOWED_BLOCK_PREFIX = "torch.nn."

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import InputError
-from .io import read_image, sha256_file, write_bytes, write_text
+from .. import __version__
+from ..errors import InputError
+from ..image_io import read_image, sha256_file, write_bytes, write_text
 from .metrics import evaluate
-from .stats import read_mask_on, soft_values
+from .report import read_mask_on, soft_values
 
 #: Thresholds swept: 0.05 to 0.95 in steps of 0.05.
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * n, 2) for n in range(1, 20))

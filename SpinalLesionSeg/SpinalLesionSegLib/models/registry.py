@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import __version__
+from .. import __version__
 from .archive import ModelSource, open_source
 from .download import ProgressCallback, download
-from .errors import InputError
-from .geometry import sct_to_axcodes
-from .io import sha256_file as io_sha256_file
+from ..errors import InputError
+from ..geometry import sct_to_axcodes
+from ..image_io import sha256_file as io_sha256_file
 from .manifests import DEFAULT_ORIENTATION, MANIFESTS, ModelManifest
 
 HOME_ENV = "SPINAL_LESION_SEG_HOME"

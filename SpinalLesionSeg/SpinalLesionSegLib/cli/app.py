@@ -13,8 +13,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 PROG = "spinal-lesion-seg"
 EXIT_BAD_INPUT = 2
@@ -22,13 +22,13 @@ EXIT_BAD_INPUT = 2
 #: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and
 #: imports its heavy dependencies (torch, nnunetv2, matplotlib) inside its command functions, so that
 #: ``spinal-lesion-seg --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("cli_analysis", "cli_models", "cli_phantom", "cli_predict")
+COMMAND_MODULES: tuple[str, ...] = ("analysis", "models", "phantom", "predict")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     """Check images the way every other command will, and print their geometry."""
-    from .describe import describe_image, format_description
-    from .io import read_image
+    from ..describe import describe_image, format_description
+    from ..image_io import read_image
 
     failures = 0
     results = {}

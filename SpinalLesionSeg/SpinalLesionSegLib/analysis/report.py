@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
-from .errors import InputError
-from .io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image, write_text
+from .. import __version__
+from ..errors import InputError
+from ..image_io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image, write_text
 from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions
 from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
 

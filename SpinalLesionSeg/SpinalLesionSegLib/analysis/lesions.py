@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import ijk_to_ras_matrix, voxel_to_ras
+from ..errors import InputError
+from ..geometry import ijk_to_ras_matrix, voxel_to_ras
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels, superior_axis
 
 #: Connectivities accepted: 6 (faces), 18 (faces + edges), 26 (faces + edges + corners).

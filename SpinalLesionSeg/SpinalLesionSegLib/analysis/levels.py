@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import ijk_to_ras_matrix, voxel_to_ras
-from .io import array_to_image, image_to_array, read_image, resample_to_grid
-from .validation import check_input_file
+from ..errors import InputError
+from ..geometry import ijk_to_ras_matrix, voxel_to_ras
+from ..image_io import array_to_image, image_to_array, read_image, resample_to_grid
+from ..validation import check_input_file
 
 #: Code of voxels and lesions with no level.
 UNASSIGNED = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``stats``, ``evaluate`` and ``sweep`` to the ``spinal-lesion-seg`` subcommands."""
-    from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, KINDS  # numpy + SimpleITK only, already loaded by the CLI
-    from .lesions import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from ..analysis.levels import AUTO, DEFAULT_MAX_DISTANCE_MM, KINDS  # numpy + SimpleITK only, already loaded by the CLI
+    from ..analysis.lesions import CONNECTIVITIES, DEFAULT_CONNECTIVITY
 
     stats = commands.add_parser(
         "stats", help="lesion counts and volumes (mm3) per lesion and per vertebral level",
@@ -77,7 +77,7 @@ def _non_negative(text: str) -> float:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from .stats import run_stats
+    from ..analysis.report import run_stats
 
     outputs = run_stats(args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
                         levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
@@ -96,10 +96,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .errors import InputError
-    from .io import image_to_array
-    from .metrics import NUMERIC_FIELDS, evaluate, mean_metrics
-    from .stats import read_mask, read_mask_on
+    from ..errors import InputError
+    from ..image_io import image_to_array
+    from ..analysis.metrics import NUMERIC_FIELDS, evaluate, mean_metrics
+    from ..analysis.report import read_mask, read_mask_on
 
     if len(args.ref) != len(args.pred):
         raise InputError(None, f"{len(args.ref)} reference(s) but {len(args.pred)} prediction(s): give them in "
@@ -123,7 +123,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if len(results) > 1:
         print(f"{'mean':<{width}} " + " ".join(_cell(mean[c]) for c in columns))
     if args.json:
-        from .io import write_text
+        from ..image_io import write_text
 
         document = {"rules": args.rules,
                     "cases": [{"ref": r, "pred": p, **m.as_dict()} for r, p, m in zip(args.ref, args.pred, results)],
@@ -138,7 +138,7 @@ def _cell(value: float | int) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from ..analysis.sweep import run_sweep
 
     result = run_sweep(args.soft, args.ref, args.output)
     print(f"{'threshold':>9} {'dice':>6} {'F1':>6} {'PPV':>6} {'recall':>6} {'n_pred':>7}")

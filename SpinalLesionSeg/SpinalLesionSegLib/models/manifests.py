@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from .contrasts import CONTRASTS
+from ..contrasts import CONTRASTS
 
 #: Orientation SCT assumes when a model's dataset.json has no ``image_orientation`` (SCT-style "from" letters).
 DEFAULT_ORIENTATION = "LPI"
 
 #: Where the bundled demo model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install),
 #: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_MODEL_FOLDER = next(
     (folder for folder in (_PACKAGE.parent / "Resources" / "Models" / "demo", _PACKAGE / "_resources" / "Models" / "demo")
      if folder.is_dir()),

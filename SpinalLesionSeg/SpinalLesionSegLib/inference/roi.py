@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import ijk_to_ras_matrix, voxel_to_ras
+from ..errors import InputError
+from ..geometry import ijk_to_ras_matrix, voxel_to_ras
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .errors import InputError
-from .geometry import set_ijk_to_ras
-from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions, label_components
-from .levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, level_name
-from .mrml import node_ijk_to_ras
-from .mrml_results import check_same_grid, node_array, segment_mask, write_segment_mask
+from ..errors import InputError
+from ..geometry import set_ijk_to_ras
+from ..analysis.lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions, label_components
+from ..analysis.levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, level_name
+from .nodes import node_ijk_to_ras
+from .results import check_same_grid, node_array, segment_mask, write_segment_mask
 
 #: Lesions whose mean probability is below this get ``flag = "check"``: the model was unsure about them.
 LOW_PROBABILITY = 0.6

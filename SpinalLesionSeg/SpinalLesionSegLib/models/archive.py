@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .errors import InputError
+from ..errors import InputError
 
 #: Archive clutter that is skipped rather than refused (macOS resource forks, Finder files).
 _IGNORED_PARTS = {"__MACOSX", ".DS_Store"}

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 #: ``progress(stage, done, total)``: ``stage`` is a short label (an archive name), ``total`` None when unknown.
 ProgressCallback = Callable[[str, int, "int | None"], None]
