@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 from ..errors import InputError
 from ..geometry import ijk_to_ras_matrix, voxel_to_ras
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels, superior_axis
@@ -19,7 +20,6 @@ from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels, superior_
 #: Connectivities accepted: 6 (faces), 18 (faces + edges), 26 (faces + edges + corners).
 CONNECTIVITIES = (6, 18, 26)
 #: ``sct_analyze_lesion`` counts lesions with 18-connectivity; so do we by default, to give the same counts.
-DEFAULT_CONNECTIVITY = 18
 
 
 def label_components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -97,9 +97,9 @@ class LesionAnalysis:
 
 
 def analyze_lesions(mask: np.ndarray, reference: sitk.Image, *, soft: np.ndarray | None = None,
-                    levels: LevelSource | None = None, max_distance_mm: float = 10.0,
+                    levels: LevelSource | None = None, max_distance_mm: float = LEVEL_MAX_DISTANCE_MM,
                     cord: np.ndarray | None = None, restrict_to_cord: bool = False, cord_dilation_mm: float = 0.0,
-                    connectivity: int = DEFAULT_CONNECTIVITY, min_size_mm3: float = 0.0) -> LesionAnalysis:
+                    connectivity: int = CONNECTIVITY, min_size_mm3: float = 0.0) -> LesionAnalysis:
     """Find the lesions of ``mask`` (boolean ``[k, j, i]`` on ``reference``'s grid) and measure each one.
 
     ``soft`` (probabilities 0..1, same grid) adds soft volumes: the sum of probability x voxel volume over a

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..defaults import LEVEL_MAX_DISTANCE_MM
 from ..errors import InputError
 from ..geometry import ijk_to_ras_matrix, voxel_to_ras
 from ..image_io import array_to_image, image_to_array, read_image, resample_to_grid
@@ -54,7 +55,6 @@ AUTO = "auto"
 
 #: Default search radius (mm) for lesion voxels outside a labelled region: the level of the nearest labelled voxel
 #: is taken within it. 10 mm reaches from any point of an adult cord cross-section (~ 8 x 12 mm) to its label.
-DEFAULT_MAX_DISTANCE_MM = 10.0
 
 #: A label image whose every value covers at most this many voxels holds points (discs), not regions: SCT writes
 #: single voxels and some tools dilate them to a 3x3x3 cube.
@@ -284,7 +284,7 @@ def _short_list(values: list[int]) -> str:
 
 def assign_levels(source: LevelSource, reference: sitk.Image, flat_index: np.ndarray, *,
                   cord: np.ndarray | None = None,
-                  max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> np.ndarray:
+                  max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> np.ndarray:
     """Level code (int16, 0 = unassigned) of each voxel ``flat_index`` (into the ``[k, j, i]`` array of
     ``reference``, the lesion mask's grid).
 

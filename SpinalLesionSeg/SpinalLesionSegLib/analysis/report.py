@@ -26,8 +26,9 @@ import SimpleITK as sitk
 from .. import __version__
 from ..errors import InputError
 from ..image_io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image, write_text
-from .lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions
-from .levels import AUTO, DEFAULT_MAX_DISTANCE_MM, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
+from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
+from .lesions import LesionAnalysis, analyze_lesions
+from .levels import AUTO, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
 
 #: Tolerance on soft-map values outside 0..1 (float32 rounding of an ensemble mean).
 SOFT_TOLERANCE = 1e-6
@@ -83,8 +84,8 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
               soft_path: str | os.PathLike[str] | None = None, levels_path: str | os.PathLike[str] | None = None,
               levels_kind: str = AUTO, cord_path: str | os.PathLike[str] | None = None,
               restrict_to_cord: bool = False, cord_dilation_mm: float = 0.0,
-              connectivity: int = DEFAULT_CONNECTIVITY, min_size_mm3: float = 0.0,
-              max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> StatsOutputs:
+              connectivity: int = CONNECTIVITY, min_size_mm3: float = 0.0,
+              max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> StatsOutputs:
     """Analyse a lesion mask and write lesions.csv, levels.csv, summary.json and the lesion label image."""
     if restrict_to_cord and cord_path is None:
         raise InputError(None, "restricting lesions to the cord needs a cord mask (--cord)")
@@ -110,7 +111,7 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
 def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str | os.PathLike[str], stem: str, *,
                  source: LevelSource | None, with_cord: bool, inputs: dict, restrict_to_cord: bool = False,
                  cord_dilation_mm: float = 0.0, min_size_mm3: float = 0.0,
-                 max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> StatsOutputs:
+                 max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> StatsOutputs:
     """Write lesions.csv, levels.csv, summary.json and ``<stem>_lesion_label.nii.gz`` for an analysis.
 
     Shared by the command line (inputs are files) and the Slicer module (inputs are nodes), so both write the

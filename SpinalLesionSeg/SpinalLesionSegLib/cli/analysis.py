@@ -14,8 +14,9 @@ from pathlib import Path
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``stats``, ``evaluate`` and ``sweep`` to the ``spinal-lesion-seg`` subcommands."""
-    from ..analysis.levels import AUTO, DEFAULT_MAX_DISTANCE_MM, KINDS  # numpy + SimpleITK only, already loaded by the CLI
-    from ..analysis.lesions import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from ..analysis.levels import AUTO, KINDS  # numpy + SimpleITK only, already loaded by the CLI
+    from ..analysis.lesions import CONNECTIVITIES
+    from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 
     stats = commands.add_parser(
         "stats", help="lesion counts and volumes (mm3) per lesion and per vertebral level",
@@ -34,13 +35,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="drop lesion voxels outside the cord mask dilated by --cord-dilation (reported)")
     stats.add_argument("--cord-dilation", type=_non_negative, default=0.0, metavar="MM",
                        help="dilation of the cord mask for --restrict-to-cord, in mm (default 0)")
-    stats.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY,
-                       help=f"voxel connectivity of a lesion (default {DEFAULT_CONNECTIVITY}, as sct_analyze_lesion)")
+    stats.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=CONNECTIVITY,
+                       help=f"voxel connectivity of a lesion (default {CONNECTIVITY}, as sct_analyze_lesion)")
     stats.add_argument("--min-size", type=_non_negative, default=0.0, metavar="MM3",
                        help="remove lesions smaller than this volume in mm3 (default 0; removals are reported)")
-    stats.add_argument("--max-distance", type=_non_negative, default=DEFAULT_MAX_DISTANCE_MM, metavar="MM",
+    stats.add_argument("--max-distance", type=_non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
                        help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
-                       f"within this distance in mm (default {DEFAULT_MAX_DISTANCE_MM:g})")
+                       f"within this distance in mm (default {LEVEL_MAX_DISTANCE_MM:g})")
     stats.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     stats.set_defaults(func=_cmd_stats)
 

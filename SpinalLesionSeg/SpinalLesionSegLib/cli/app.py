@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..defaults import PROG
 from ..errors import InputError
 
-PROG = "spinal-lesion-seg"
 EXIT_BAD_INPUT = 2
 
 #: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and

@@ -12,9 +12,9 @@ import sys
 import time
 from typing import TextIO
 
+from ..defaults import PROG
 from ..models import registry as models
 
-PROG = "spinal-lesion-seg"
 
 
 class TerminalProgress:

@@ -13,11 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..contrasts import CONTRASTS
-from ..inference.device import DEVICE_CHOICES
-from ..inference.predictor import ENSEMBLE_RULES
-
-CONTRAST_CHOICES = ("auto", *CONTRASTS)
+from .. import defaults
 
 
 class ProgressBar:
@@ -41,14 +37,16 @@ class ProgressBar:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="demo", help="installed model name or nnU-Net model folder (default: demo)")
-    parser.add_argument("--contrast", default="auto", choices=CONTRAST_CHOICES,
+    parser.add_argument("--model", default=defaults.MODEL,
+                        help=f"installed model name or nnU-Net model folder (default: {defaults.MODEL})")
+    parser.add_argument("--contrast", default=defaults.CONTRAST, choices=defaults.CONTRAST_CHOICES,
                         help="contrast of the input (auto: from a BIDS suffix such as _T2w in the file name)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="binary = soft >= threshold (probability, default 0.5)")
-    parser.add_argument("--ensemble", default="mean", choices=ENSEMBLE_RULES,
+    parser.add_argument("--threshold", type=float, default=defaults.THRESHOLD,
+                        help=f"binary = soft >= threshold (probability, default {defaults.THRESHOLD:g})")
+    parser.add_argument("--ensemble", default=defaults.ENSEMBLE, choices=defaults.ENSEMBLE_RULES,
                         help="mean: threshold the mean probability over folds; majority: SCT's vote of fold masks")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run (default auto)")
+    parser.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICE_CHOICES,
+                        help=f"where to run (default {defaults.DEVICE})")
     parser.add_argument("--folds", type=int, nargs="+", help="folds to ensemble (default: all available)")
     parser.add_argument("--tta", action="store_true", help="test-time mirroring (slower; off as in SCT)")
 
@@ -134,8 +132,8 @@ def register(commands: Any) -> None:
     _add_model_options(predict)
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
-    predict.add_argument("--roi-margin", type=float, default=10.0, metavar="MM",
-                         help="margin around --roi-mask in mm (default 10); models trained on crops use their own "
+    predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
+                         help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained on crops use their own "
                          "crop_metadata.json margins instead")
     predict.set_defaults(func=_cmd_predict)
 
@@ -146,6 +144,6 @@ def register(commands: Any) -> None:
     demo.add_argument("-o", "--output", type=Path, default=Path("spinal-lesion-seg-demo"), metavar="OUTDIR",
                       help="output folder (default ./spinal-lesion-seg-demo)")
     demo.add_argument("--seed", type=int, default=1, help="phantom seed (default 1)")
-    demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    demo.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICE_CHOICES)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)

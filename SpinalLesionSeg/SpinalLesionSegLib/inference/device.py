@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..defaults import DEVICE, DEVICE_CHOICES
 from ..errors import InputError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def _mps_available(torch: Any) -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def select_device(requested: str = "auto") -> DeviceChoice:
+def select_device(requested: str = DEVICE) -> DeviceChoice:
     """Resolve ``auto | cpu | cuda | mps`` (``cuda:N`` accepted) to an available device.
 
     Raises InputError when a named device is not available.

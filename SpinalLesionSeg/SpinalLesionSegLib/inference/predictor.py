@@ -35,6 +35,7 @@ import SimpleITK as sitk
 
 from .checkpoint import load_checkpoint
 from .device import DeviceChoice, select_device
+from ..defaults import DEVICE, ENSEMBLE, ENSEMBLE_RULES, THRESHOLD
 from ..errors import InputError
 from ..geometry import axcodes, reorient
 from ..image_io import same_grid
@@ -42,7 +43,6 @@ from ..models.registry import ResolvedModel
 from .network import build_network
 from .roi import Box, index_block, roi_mask
 
-ENSEMBLE_RULES = ("mean", "majority")
 #: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
 BACKGROUND_LOGIT = 30.0
 
@@ -95,7 +95,7 @@ class LoadedModel:
     """
 
     def __init__(self, model: ResolvedModel | str | Path, *, folds: Sequence[int] | None = None,
-                 device: str = "auto", tta: bool = False) -> None:
+                 device: str = DEVICE, tta: bool = False) -> None:
         """Load a model: a :class:`.models.ResolvedModel`, or a registered name or nnU-Net trainer folder, which
         is resolved (and, when registered, checksum-verified) first. ``folds`` defaults to every fold shipped."""
         started = time.perf_counter()
@@ -195,8 +195,8 @@ class LoadedModel:
 
         return int(channel(self.resolved.lesion_label)), channel(self.resolved.cord_label)
 
-    def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = 0.5,
-                ensemble: str = "mean", roi: Box | None = None, progress: Progress | None = None) -> Prediction:
+    def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = THRESHOLD,
+                ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None) -> Prediction:
         """Segment lesions in ``images`` (one per model channel; channels after the first are resampled onto the
         first one's grid). ``roi`` restricts inference to a box; everything outside it is 0."""
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape

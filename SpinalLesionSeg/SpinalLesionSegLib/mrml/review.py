@@ -15,13 +15,12 @@ import vtk
 
 from ..errors import InputError
 from ..geometry import set_ijk_to_ras
-from ..analysis.lesions import DEFAULT_CONNECTIVITY, LesionAnalysis, analyze_lesions, label_components
-from ..analysis.levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, level_name
+from ..analysis.lesions import LesionAnalysis, analyze_lesions, label_components
+from ..analysis.levels import LevelSource, level_name
+from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY
 from .nodes import node_ijk_to_ras
 from .results import check_same_grid, node_array, segment_mask, write_segment_mask
 
-#: Lesions whose mean probability is below this get ``flag = "check"``: the model was unsure about them.
-LOW_PROBABILITY = 0.6
 REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
                   "centroid_s_mm")
 
@@ -38,7 +37,7 @@ def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: st
                     reference_volume: slicer.vtkMRMLVolumeNode, *,
                     soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
                     cord_segment_id: str | None = None,
-                    max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM) -> LesionAnalysis:
+                    max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> LesionAnalysis:
     """Run :func:`.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
     reference volume's grid, with the soft map (same grid) and the cord segment when given."""
     mask = segment_mask(segmentation, segment_id, reference_volume)
@@ -108,7 +107,7 @@ def reject_lesion(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
     segment; return the voxels removed. Other lesions and segments are untouched. This is a user edit: the
     automatic fingerprint is not updated, so the live threshold will not silently bring the lesion back."""
     mask = segment_mask(segmentation, segment_id, reference_volume)
-    labels, count = label_components(mask, DEFAULT_CONNECTIVITY)
+    labels, count = label_components(mask, CONNECTIVITY)
     if not 1 <= lesion_id <= count:
         raise InputError(segmentation.GetName(), f"has no lesion {lesion_id} (it has {count})")
     island = labels == lesion_id

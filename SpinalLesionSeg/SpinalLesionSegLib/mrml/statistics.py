@@ -20,7 +20,8 @@ import vtk
 
 from ..image_io import array_to_image, write_image
 from ..analysis.lesions import LesionAnalysis
-from ..analysis.levels import DEFAULT_MAX_DISTANCE_MM, LevelSource, discs_from_labelled_points
+from ..defaults import LEVEL_MAX_DISTANCE_MM
+from ..analysis.levels import LevelSource, discs_from_labelled_points
 from .nodes import save_segmentation
 from .review import analyze_segment, grid_image
 from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report
@@ -118,7 +119,7 @@ def level_source_from_markups(markups: slicer.vtkMRMLMarkupsFiducialNode) -> Lev
 def export_statistics(out_dir: str | os.PathLike[str], segmentation: slicer.vtkMRMLSegmentationNode,
                       segment_id: str, reference_volume: slicer.vtkMRMLVolumeNode, *,
                       soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
-                      cord_segment_id: str | None = None, max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM,
+                      cord_segment_id: str | None = None, max_distance_mm: float = LEVEL_MAX_DISTANCE_MM,
                       save_seg_nrrd: bool = False, save_nifti: bool = False) -> StatsOutputs:
     """Write the command line's report (lesions.csv, levels.csv, summary.json, lesion label image) for the
     current segment, and optionally the segmentation as ``<name>.seg.nrrd`` and the segment as a NIfTI 0/1 mask

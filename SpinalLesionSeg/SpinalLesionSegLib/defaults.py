@@ -1,0 +1,46 @@
+"""Every user-facing default, once: the command line, the worker, the job protocol and the Slicer panel read them
+here, so changing a default is one edit.
+
+Units are in the names (``_MM`` millimetres, ``_MM3`` cubic millimetres); probabilities are in [0, 1].
+"""
+
+from __future__ import annotations
+
+from .contrasts import CONTRASTS
+
+#: Name of the command-line program, used in its messages.
+PROG = "spinal-lesion-seg"
+
+#: The model used when none is named: the small demo model shipped with the package.
+MODEL = "demo"
+
+#: Binary lesion mask = soft map >= this probability. 0.5 is nnU-Net's own cut (argmax of two classes).
+THRESHOLD = 0.5
+#: The panel's threshold slider range: beyond it the mask is either everything uncertain or nothing.
+THRESHOLD_RANGE = (0.05, 0.95)
+
+#: Margin (mm) added on every side of a cord mask or ROI box: room for lesions at the cord's edge and for the
+#: network's context, small enough to keep the speed-up of cropping.
+ROI_MARGIN_MM = 10.0
+#: The panel's ROI margin range (mm).
+ROI_MARGIN_RANGE_MM = (0.0, 100.0)
+
+#: "auto" reads the contrast from the BIDS suffix of the file name (or the DICOM series description in Slicer).
+CONTRAST = "auto"
+CONTRAST_CHOICES: tuple[str, ...] = (CONTRAST, *CONTRASTS)
+
+#: "auto" picks CUDA, then Apple MPS, then the CPU, probed in the process that runs the model.
+DEVICE = "auto"
+DEVICE_CHOICES: tuple[str, ...] = (DEVICE, "cpu", "cuda", "mps")
+
+#: How fold outputs are combined: "mean" (soft map >= threshold) or "majority" (SCT's vote of per-fold masks).
+ENSEMBLE = "mean"
+ENSEMBLE_RULES: tuple[str, ...] = (ENSEMBLE, "majority")
+
+#: Connectivity of lesions as connected components (18 = faces and edges, as SCT and ANIMA count lesions).
+CONNECTIVITY = 18
+#: A lesion farther than this (mm) from every labelled level voxel or disc is "unassigned".
+LEVEL_MAX_DISTANCE_MM = 10.0
+
+#: Lesions whose mean probability is below this are flagged "check" in the review table: the model was unsure.
+LOW_PROBABILITY = 0.6
