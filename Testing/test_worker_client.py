@@ -11,24 +11,25 @@ import pytest
 from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.phantom import make_phantom
 from SpinalLesionSegLib import __version__
+from SpinalLesionSegLib.inference.protocol import Error, Job, Message, Progress, Result
 from SpinalLesionSegLib.inference.worker_client import BackgroundCommand, WorkerClient
 
 
-def _wait_for(client: WorkerClient, kind: str, timeout_s: float = 240) -> tuple[dict, list[dict]]:
-    """Poll as a GUI timer would, until a message of ``kind`` arrives; return it and everything seen."""
-    seen: list[dict] = []
+def _wait_for(client: WorkerClient, kind: type, timeout_s: float = 240) -> tuple[Message, list[Message]]:
+    """Poll as a GUI timer would, until a message of type ``kind`` (or an error) arrives; return it and all seen."""
+    seen: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for message in client.poll():
             seen.append(message)
-            if message["type"] == kind or message["type"] == "error":
+            if isinstance(message, (kind, Error)):
                 return message, seen
         time.sleep(0.05)
     pytest.fail(f"no {kind} message within {timeout_s} s; saw {seen[-3:]}")
 
 
-def _job(source: Path, out: Path) -> dict:
-    return {"inputs": [str(source)], "output_dir": str(out), "model": "demo", "device": "cpu"}
+def _job(source: Path, out: Path) -> Job:
+    return Job(inputs=[str(source)], output_dir=str(out), model="demo", device="cpu")
 
 
 def test_jobs_run_in_the_background_and_the_model_stays_loaded(tmp_path: Path, t2_path: Path) -> None:
@@ -36,16 +37,16 @@ def test_jobs_run_in_the_background_and_the_model_stays_loaded(tmp_path: Path, t
     try:
         first = client.submit(_job(t2_path, tmp_path / "a"))
         assert client.busy
-        assert not any(m["type"] == "result" for m in client.poll()), "poll must return at once, not wait"
-        result, seen = _wait_for(client, "result")
-        assert result["type"] == "result" and result["id"] == first, result
-        assert any(m["type"] == "progress" for m in seen)
+        assert not any(isinstance(m, Result) for m in client.poll()), "poll must return at once, not wait"
+        result, seen = _wait_for(client, Result)
+        assert isinstance(result, Result) and result.id == first, result
+        assert any(isinstance(m, Progress) for m in seen)
         assert not client.busy
-        assert result["model_load_s"] > 0
+        assert result.model_load_s > 0
         second = client.submit(_job(t2_path, tmp_path / "b"))
-        result, _ = _wait_for(client, "result")
-        assert result["id"] == second and result["model_load_s"] == 0.0
-        assert Path(result["results"][0]["outputs"]["lesion_soft"]).is_file()
+        result, _ = _wait_for(client, Result)
+        assert result.id == second and result.model_load_s == 0.0
+        assert Path(result.results[0]["outputs"]["lesion_soft"]).is_file()
     finally:
         client.stop()
     assert not client.running
@@ -58,8 +59,8 @@ def test_cancel_kills_the_whole_process_tree_and_the_next_job_restarts(tmp_path:
     try:
         client.submit(_job(source, tmp_path / "cancelled"))
         while True:
-            message, _ = _wait_for(client, "progress")
-            if message.get("stage", "").startswith("predict fold"):
+            message, _ = _wait_for(client, Progress)
+            if isinstance(message, Progress) and message.stage.startswith("predict fold"):
                 break
         pid = client.process.pid
         client.cancel()
@@ -67,25 +68,26 @@ def test_cancel_kills_the_whole_process_tree_and_the_next_job_restarts(tmp_path:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)  # no process of the worker's group is left
         assert not (tmp_path / "cancelled").exists() or not any((tmp_path / "cancelled").iterdir())
-        assert client.poll() == [] or all(m["type"] != "error" for m in client.poll())
+        assert not any(isinstance(m, Error) for m in client.poll())
         client.submit(_job(source, tmp_path / "again"))
-        result, _ = _wait_for(client, "result")
-        assert result["type"] == "result", result
+        result, _ = _wait_for(client, Result)
+        assert isinstance(result, Result), result
     finally:
         client.stop()
 
 
 def test_a_worker_that_cannot_start_or_dies_is_reported(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="cannot start the worker"):
-        WorkerClient(python=str(tmp_path / "no-such-python")).submit({"inputs": [], "output_dir": "x"})
+        WorkerClient(python=str(tmp_path / "no-such-python")).submit(Job(inputs=[], output_dir="x"))
     broken = tmp_path / "python"
     broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 3\n")
     broken.chmod(0o755)
     client = WorkerClient(python=str(broken))
-    client.submit({"inputs": ["x.nii.gz"], "output_dir": str(tmp_path)})
-    message, _ = _wait_for(client, "result", timeout_s=30)
-    assert message["type"] == "error" and "exit code 3" in message["message"]
-    assert any("torch" in line for line in message["log"])
+    client.submit(Job(inputs=["x.nii.gz"], output_dir=str(tmp_path)))
+    message, _ = _wait_for(client, Result, timeout_s=30)
+    assert isinstance(message, Error) and "exit code 3" in message.message
+    assert any("torch" in line for line in message.log)
+    assert not client.busy
 
 
 def test_background_command_reports_output_and_exit_code() -> None:

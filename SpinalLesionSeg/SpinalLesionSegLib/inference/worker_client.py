@@ -1,7 +1,7 @@
 """Drive the background worker from a GUI without ever blocking it.
 
 Slicer's GUI thread must never wait on a pipe (reading a child's output there froze SlicerTotalSegmentator). The
-client starts ``python -m SpinalLesionSegLib.worker --serve`` in its own process group, a daemon thread reads the
+client starts ``python -m SpinalLesionSegLib.inference.worker --serve`` in its own process group, a daemon thread reads the
 worker's JSON lines into a queue, and the GUI calls :meth:`WorkerClient.poll` from a timer: it returns whatever
 arrived and never waits. :meth:`WorkerClient.cancel` kills the worker's whole process tree (``PythonSlicer`` is a
 launcher: killing its pid alone would leave the real Python running), and the next job starts a fresh worker.
@@ -12,8 +12,8 @@ environment); this package is put on its ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
 import os
 import queue
 import signal
@@ -23,6 +23,8 @@ import threading
 from collections import deque
 from pathlib import Path
 from typing import IO, Any
+
+from .protocol import Error, Job, Log, Message, ProtocolError, Result, message_from_json
 
 #: Folder that holds the SpinalLesionSegLib package (the Slicer module folder, or site-packages).
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -100,7 +102,7 @@ class WorkerClient:
         self.python = os.fspath(python) if python else sys.executable
         self.env = env
         self.process: subprocess.Popen[str] | None = None
-        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._messages: queue.Queue[Message] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=200)
         self._stderr_reader: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -117,8 +119,8 @@ class WorkerClient:
 
     def _start(self) -> None:
         try:
-            self.process = start_package_process(self.python, ["-m", "SpinalLesionSegLib.inference.worker", "--serve"],
-                                                 self.env, stdin=True)
+            self.process = start_package_process(
+                self.python, ["-m", "SpinalLesionSegLib.inference.worker", "--serve"], self.env, stdin=True)
         except OSError as error:
             self.process = None
             raise RuntimeError(f"cannot start the worker with {self.python}: {error}") from None
@@ -131,36 +133,37 @@ class WorkerClient:
         assert process.stdout is not None
         for line in process.stdout:
             try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                message = {"type": "log", "message": line.rstrip()}
+                message: Message = message_from_json(line)
+            except ProtocolError:  # not a protocol line (should not happen): show it in the log as it is
+                message = Log(line.rstrip())
             self._messages.put(message)
         code = process.wait()
         if code != 0 and process is self.process:  # died on its own (not cancelled): tell the GUI, with the log
             if self._stderr_reader is not None:
                 self._stderr_reader.join(timeout=2.0)  # its last stderr lines explain why
-            self._messages.put({"type": "exit", "code": code, "log": list(self._stderr)})
+            self._messages.put(Error(f"the worker stopped unexpectedly (exit code {code})", list(self._stderr)))
 
     def _read_stderr(self, stream: IO[str] | None) -> None:
         assert stream is not None
         for line in stream:
             self._stderr.append(line.rstrip())
 
-    def submit(self, job: dict[str, Any]) -> str:
-        """Send a job (see :mod:`.worker` for its keys); start the worker first if needed. Returns the job id."""
+    def submit(self, job: Job) -> str:
+        """Send a job; start the worker first if needed. Returns the job id (one is given to a job without)."""
         if not self.running:
             self._start()
-        job_id = str(job.get("id") or f"job-{next(self._ids)}")
-        assert self.process is not None and self.process.stdin is not None
-        self._pending.add(job_id)
+        if job.id is None:
+            job = dataclasses.replace(job, id=f"job-{next(self._ids)}")
+        assert self.process is not None and self.process.stdin is not None and job.id is not None
+        self._pending.add(job.id)
         try:
-            self.process.stdin.write(json.dumps({**job, "id": job_id}) + "\n")
+            self.process.stdin.write(job.to_json() + "\n")
             self.process.stdin.flush()
         except OSError:
             pass  # the worker died at start-up; the reader thread reports its exit code and log
-        return job_id
+        return job.id
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self) -> list[Message]:
         """Every message that has arrived since the last call (possibly none). Never blocks."""
         messages = []
         while True:
@@ -168,18 +171,11 @@ class WorkerClient:
                 message = self._messages.get_nowait()
             except queue.Empty:
                 return messages
-            if message.get("type") in ("result", "error"):
-                self._pending.discard(str(message.get("id")))
-            elif message.get("type") == "exit":
-                message = {"type": "error", "id": None,
-                           "message": f"the worker stopped unexpectedly (exit code {message['code']})",
-                           "log": message["log"]}
-                self._pending.clear()
+            if isinstance(message, (Result, Error)):
+                if message.id is None:  # the worker itself failed: no job of it will finish
+                    self._pending.clear()
+                self._pending.discard(str(message.id))
             messages.append(message)
-
-    def stderr_log(self) -> list[str]:
-        """The worker's recent stderr lines (nnunetv2 and torch messages), for a support report."""
-        return list(self._stderr)
 
     def cancel(self) -> None:
         """Kill the worker and everything it started, now. Outputs are never half-written (atomic writes)."""
