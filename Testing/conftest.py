@@ -38,3 +38,19 @@ def t2_path(shared_data: Path) -> Path:
 def t2_ms_path(shared_data: Path) -> Path:
     """Real axial T2w, 320x256x19 at 0.6875x0.6875x7.5 mm, LAS, slightly oblique."""
     return shared_data / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz"
+
+
+@pytest.fixture()
+def mrml_scene():
+    """An MRML scene (slicer-core) with Slicer's default colour nodes, as the application logic adds them in
+    Slicer; the application logic also saves and opens scene bundles (.mrb)."""
+    import slicer
+
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    colors = app.GetColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    scene.app_logic = app  # keep the logic alive as long as the scene
+    return scene

@@ -12,14 +12,20 @@ import SimpleITK as sitk
 from SpinalLesionSegLib.geometry import (
     axcodes,
     axcodes_to_sct,
+    axis_aligned_ijk_to_ras,
     geometry_from_ijk_to_ras,
     ijk_to_ras_matrix,
     is_right_handed,
+    lps_to_ras_points,
+    ras_to_voxel,
     reorient,
     sct_to_axcodes,
     set_ijk_to_ras,
+    superior_axis,
     to_right_handed,
+    voxel_box_ras,
     voxel_to_ras,
+    voxel_volume_mm3,
 )
 
 
@@ -114,3 +120,64 @@ def test_to_right_handed_flips_k_only_when_needed(t2_path) -> None:
         image.TransformIndexToPhysicalPoint((3, 4, 0)), atol=1e-9,
     )
     assert to_right_handed(flipped) is flipped
+
+
+@pytest.mark.parametrize("name", ["t2", "t2_ms"])
+def test_lps_points_match_itk_and_nibabel_on_real_files(name: str, t2_path, t2_ms_path) -> None:
+    """ITK's physical points (LPS) become nibabel's RAS positions, and converting twice is the identity."""
+    path = {"t2": t2_path, "t2_ms": t2_ms_path}[name]
+    image = sitk.ReadImage(str(path))
+    ijk = np.array([(0, 0, 0), (5, 4, 3), tuple(n - 1 for n in image.GetSize())])
+    lps = np.array([image.TransformIndexToPhysicalPoint(tuple(int(v) for v in index)) for index in ijk])
+    ras = lps_to_ras_points(lps)
+    np.testing.assert_allclose(ras, voxel_to_ras(nib.load(path).affine, ijk), atol=1e-4)
+    np.testing.assert_allclose(lps_to_ras_points(ras), lps, atol=1e-12)
+    np.testing.assert_allclose(lps_to_ras_points(lps[1]), ras[1], atol=1e-12)  # a single (3,) point too
+
+
+@pytest.mark.parametrize("name", ["t2", "t2_ms"])
+def test_ras_to_voxel_inverts_voxel_to_ras_on_real_files(name: str, t2_path, t2_ms_path) -> None:
+    path = {"t2": t2_path, "t2_ms": t2_ms_path}[name]
+    image = sitk.ReadImage(str(path))
+    matrix = ijk_to_ras_matrix(image)
+    ijk = np.array([(0.0, 0.0, 0.0), (5.0, 4.0, 3.0), (2.5, 1.25, 7.75)])
+    np.testing.assert_allclose(ras_to_voxel(matrix, voxel_to_ras(matrix, ijk)), ijk, atol=1e-9)
+    # Against ITK: the voxel ITK finds for a physical point (its LPS) is the rounded index of that point in RAS.
+    probe = voxel_to_ras(matrix, [(7.2, 3.9, 2.1)])
+    itk_index = image.TransformPhysicalPointToIndex(lps_to_ras_points(probe)[0].tolist())
+    assert tuple(np.round(ras_to_voxel(matrix, probe)[0]).astype(int)) == itk_index
+
+
+def test_axis_aligned_matrix_gives_an_ras_grid() -> None:
+    image = sitk.Image([4, 5, 6], sitk.sitkUInt8)
+    set_ijk_to_ras(image, axis_aligned_ijk_to_ras(np.array([10.0, -20.0, 30.0]), np.array([0.5, 1.0, 2.5])))
+    assert axcodes(image) == "RAS"
+    assert image.GetSpacing() == (0.5, 1.0, 2.5)
+    np.testing.assert_allclose(voxel_to_ras(ijk_to_ras_matrix(image), [(2, 3, 4)])[0], [11.0, -17.0, 40.0])
+    np.testing.assert_allclose(ras_to_voxel(ijk_to_ras_matrix(image), [11.0, -17.0, 40.0])[0], [2, 3, 4])
+
+
+def test_superior_axis_of_real_files(t2_path, t2_ms_path) -> None:
+    # t2 is PSR: j grows superior, which is numpy axis 1 of [k, j, i]; t2_ms is LAS: k grows superior, axis 0.
+    axis, up = superior_axis(sitk.ReadImage(str(t2_path)))
+    assert axis == 1
+    np.testing.assert_allclose(up, [0.0, 0.0, 1.0], atol=1e-6)
+    axis, up = superior_axis(sitk.ReadImage(str(t2_ms_path)))
+    assert axis == 0
+    assert up[2] > 0.99 and np.linalg.norm(up) == pytest.approx(1.0)  # slightly oblique
+    flipped = sitk.Flip(sitk.ReadImage(str(t2_ms_path)), [False, False, True])  # k now grows inferior
+    axis, flipped_up = superior_axis(flipped)
+    assert axis == 0
+    np.testing.assert_allclose(flipped_up, up, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["t2", "t2_ms"])
+def test_voxel_box_and_volume_of_real_files(name: str, t2_path, t2_ms_path) -> None:
+    path = {"t2": t2_path, "t2_ms": t2_ms_path}[name]
+    image, affine = sitk.ReadImage(str(path)), nib.load(path).affine
+    corners = np.array(list(itertools.product(*[(-0.5, n - 0.5) for n in image.GetSize()])))
+    ras = voxel_to_ras(affine, corners)
+    low, high = voxel_box_ras(image)
+    np.testing.assert_allclose(low, ras.min(axis=0), atol=1e-4)
+    np.testing.assert_allclose(high, ras.max(axis=0), atol=1e-4)
+    assert voxel_volume_mm3(image) == pytest.approx(abs(np.linalg.det(affine[:3, :3])), rel=1e-5)

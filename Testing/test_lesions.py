@@ -14,7 +14,8 @@ import SimpleITK as sitk
 from analysis_data import T2, INTERIOR_SLICES, box_lesion, load, save
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
-from SpinalLesionSegLib.analysis.levels import UNASSIGNED, load_level_source
+from SpinalLesionSegLib.analysis.level_sources import load_level_source
+from SpinalLesionSegLib.analysis.levels import UNASSIGNED
 from SpinalLesionSegLib.analysis.report import level_table, run_stats
 
 

@@ -15,9 +15,9 @@ from types import MappingProxyType
 import pytest
 from fake_models import LESION_MS_TRAINER, fold_zip
 
-from SpinalLesionSegLib.models import registry as models
-from SpinalLesionSegLib.models.download import download, part_path
 from SpinalLesionSegLib.errors import InputError
+from SpinalLesionSegLib.models import installer, manifests, registry, resolve
+from SpinalLesionSegLib.models.download import download, part_path
 from SpinalLesionSegLib.models.manifests import MANIFESTS, Archive
 
 #: The server shuts itself down after this long even if a test forgets to (seconds).
@@ -141,11 +141,11 @@ def test_http_errors_are_one_line_input_errors(server: FileServer, tmp_path: Pat
 
 @pytest.fixture
 def served_lesion_ms(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
-    monkeypatch.setenv(models.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(registry.HOME_ENV, str(tmp_path / "home"))
     archives = {f"model_fold{k}.zip": fold_zip(tmp_path / f"model_fold{k}.zip", k).read_bytes() for k in range(5)}
     manifest = dataclasses.replace(MANIFESTS["lesion_ms"],
                                    archives=tuple(Archive(server.add(name, data)) for name, data in archives.items()))
-    monkeypatch.setattr(models, "MANIFESTS", MappingProxyType({**MANIFESTS, "lesion_ms": manifest}))
+    monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**MANIFESTS, "lesion_ms": manifest}))
     return archives
 
 
@@ -153,7 +153,7 @@ def test_online_install_downloads_resumes_and_merges_folds(server: FileServer, s
                                                           tmp_path: Path) -> None:
     server.cut_after["/model_fold3.zip"] = 500
     with pytest.raises(InputError, match="resume"):
-        models.install("lesion_ms")
+        installer.install("lesion_ms")
     cache = tmp_path / "home" / "models"
     assert not (cache / "lesion_ms").exists() and not list(cache.glob(".tmp-*"))
     downloads = cache / ".downloads" / "lesion_ms-r20250909"
@@ -161,13 +161,13 @@ def test_online_install_downloads_resumes_and_merges_folds(server: FileServer, s
                                                            "model_fold3.zip.part"]
     server.ranges.clear()
     stages: set[str] = set()
-    folder = models.install("lesion_ms", progress=lambda stage, done, total: stages.add(stage))
+    folder = installer.install("lesion_ms", progress=lambda stage, done, total: stages.add(stage))
     assert server.ranges == ["bytes=500-", None]  # fold 3 resumed, fold 4 fetched; folds 0-2 not fetched again
     assert {"model_fold3.zip", "model_fold4.zip", "installing", "checksums"} <= stages
     assert folder.name == LESION_MS_TRAINER and not downloads.exists()
-    resolved = models.resolve_model("lesion_ms")
+    resolved = resolve.resolve_model("lesion_ms")
     assert resolved.folds == (0, 1, 2, 3, 4) and resolved.verified
-    record = json.loads((cache / "lesion_ms" / models.RECORD_NAME).read_text())
+    record = json.loads((cache / "lesion_ms" / registry.RECORD_NAME).read_text())
     assert [source["sha256"] for source in record["sources"]] == \
         [hashlib.sha256(data).hexdigest() for data in served_lesion_ms.values()]
     assert all(source["kind"] == "url" and source["location"].startswith("http://127.0.0.1")
@@ -176,25 +176,25 @@ def test_online_install_downloads_resumes_and_merges_folds(server: FileServer, s
 
 def test_a_pinned_checksum_wins(server: FileServer, served_lesion_ms: dict[str, bytes], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = models.MANIFESTS["lesion_ms"]
+    manifest = manifests.MANIFESTS["lesion_ms"]
     wrong = dataclasses.replace(manifest, archives=(dataclasses.replace(manifest.archives[0], sha256="0" * 64),
                                                     *manifest.archives[1:]))
-    monkeypatch.setattr(models, "MANIFESTS", MappingProxyType({**models.MANIFESTS, "lesion_ms": wrong}))
+    monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**manifests.MANIFESTS, "lesion_ms": wrong}))
     with pytest.raises(InputError, match="model_fold0.zip has sha256 .* but the release pins 0000"):
-        models.install("lesion_ms")
+        installer.install("lesion_ms")
     cache = tmp_path / "home" / "models"
     assert not (cache / "lesion_ms").exists() and not (cache / ".downloads" / "lesion_ms-r20250909").exists()
 
     # installed before the pin was known: verify now reports the archive, and resolve_model refuses it
-    monkeypatch.setattr(models, "MANIFESTS", MappingProxyType({**models.MANIFESTS, "lesion_ms": manifest}))
-    models.install("lesion_ms")
-    assert models.verify("lesion_ms").ok
-    monkeypatch.setattr(models, "MANIFESTS", MappingProxyType({**models.MANIFESTS, "lesion_ms": wrong}))
-    assert "release pins" in str(models.verify("lesion_ms").problems[0])
+    monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**manifests.MANIFESTS, "lesion_ms": manifest}))
+    installer.install("lesion_ms")
+    assert registry.verify("lesion_ms").ok
+    monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**manifests.MANIFESTS, "lesion_ms": wrong}))
+    assert "release pins" in str(registry.verify("lesion_ms").problems[0])
     with pytest.raises(InputError, match="release pins"):
-        models.resolve_model("lesion_ms")
+        resolve.resolve_model("lesion_ms")
     right = hashlib.sha256(served_lesion_ms["model_fold0.zip"]).hexdigest()
     pinned = dataclasses.replace(manifest, archives=(dataclasses.replace(manifest.archives[0], sha256=right),
                                                      *manifest.archives[1:]))
-    monkeypatch.setattr(models, "MANIFESTS", MappingProxyType({**models.MANIFESTS, "lesion_ms": pinned}))
-    assert models.resolve_model("lesion_ms").verified
+    monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**manifests.MANIFESTS, "lesion_ms": pinned}))
+    assert resolve.resolve_model("lesion_ms").verified

@@ -16,7 +16,8 @@ from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.geometry import ijk_to_ras_matrix
 from SpinalLesionSegLib.image_io import read_image, write_image
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
-from SpinalLesionSegLib.analysis.levels import LevelSource, level_name, load_level_source, read_markups_discs
+from SpinalLesionSegLib.analysis.level_sources import load_level_source, read_markups_discs
+from SpinalLesionSegLib.analysis.levels import LevelSource, level_name
 from SpinalLesionSegLib.mrml.nodes import (
     image_from_volume_node,
     load_segmentation,
@@ -58,16 +59,8 @@ from SpinalLesionSegLib.analysis.report import run_stats
 
 
 @pytest.fixture()
-def scene() -> slicer.vtkMRMLScene:
-    """A scene with Slicer's default colour nodes, as the application logic adds them in Slicer."""
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    colors = app.GetColorLogic()
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    scene.app_logic = app  # keep the logic alive as long as the scene
-    return scene
+def scene(mrml_scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLScene:
+    return mrml_scene
 
 
 def _add_inferno(scene: slicer.vtkMRMLScene) -> None:

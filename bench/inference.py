@@ -92,11 +92,12 @@ def resenc_l_folder(folder: Path, folds: list[int]) -> Path:
     return folder
 
 
-def roi_box(image_path: Path, corners_ijk=T2MS_CORD_BOX_IJK) -> dict[str, list[float]]:
+def roi_box(image_path: Path, corners_ijk=T2MS_CORD_BOX_IJK):
     from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, voxel_to_ras
+    from SpinalLesionSegLib.inference.protocol import RoiBox
 
     ras = voxel_to_ras(ijk_to_ras_matrix(sitk.ReadImage(str(image_path))), np.array(corners_ijk, float))
-    return {"ras_min": ras.min(axis=0).tolist(), "ras_max": ras.max(axis=0).tolist()}
+    return RoiBox(tuple(ras.min(axis=0).tolist()), tuple(ras.max(axis=0).tolist()))
 
 
 def timed_process(command: list[str], **kwargs) -> dict:
@@ -149,29 +150,31 @@ def run_ours_cli(model: Path, image: Path, folds: list[int], device: str, work: 
 
 
 def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
-    """Three jobs to one persistent worker; wall time of each job as the client sees it."""
+    """Jobs to one persistent worker; wall time of each job as the client sees it."""
+    from SpinalLesionSegLib.inference.protocol import Error, Job, Result, message_from_json
+
     base = {"inputs": [str(image)], "model": str(model), "device": device, "folds": folds}
-    jobs = [dict(base, id="full-first", output_dir=str(work / "serve1")),
-            dict(base, id="full-second", output_dir=str(work / "serve2")),
-            dict(base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image)),
-            dict(base, id="roi-cord10-second", output_dir=str(work / "serve4"),
-                 roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
+    jobs = [Job(**base, id="full-first", output_dir=str(work / "serve1")),
+            Job(**base, id="full-second", output_dir=str(work / "serve2")),
+            Job(**base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image)),
+            Job(**base, id="roi-cord10-second", output_dir=str(work / "serve4"),
+                roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     results = {}
     for job in jobs:
         job_started = time.perf_counter()
-        process.stdin.write(json.dumps(job) + "\n")
+        process.stdin.write(job.to_json() + "\n")
         process.stdin.flush()
         for line in process.stdout:
-            message = json.loads(line)
-            if message["type"] == "error":
-                raise RuntimeError(message["message"])
-            if message["type"] == "result":
-                results[job["id"]] = {"wall_s": round(time.perf_counter() - job_started, 2),
-                                      "model_load_s": message["model_load_s"],
-                                      "timings_s": message["results"][0]["timings_s"]}
+            message = message_from_json(line)
+            if isinstance(message, Error):
+                raise RuntimeError(message.message)
+            if isinstance(message, Result):
+                results[job.id] = {"wall_s": round(time.perf_counter() - job_started, 2),
+                                   "model_load_s": message.model_load_s,
+                                   "timings_s": message.results[0]["timings_s"]}
                 break
     process.stdin.close()
     _, _, usage = os.wait4(process.pid, 0)

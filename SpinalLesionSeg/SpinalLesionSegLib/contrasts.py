@@ -15,6 +15,11 @@ from .errors import InputError
 CONTRASTS: tuple[str, ...] = ("T2w", "T2starw", "STIR", "PSIR", "T1w", "UNIT1")
 
 
+def contrast_label(contrast: str) -> str:
+    """How people write a contrast: the BIDS name with "star" spelled "*" (``T2starw`` -> ``T2*w``)."""
+    return contrast.replace("star", "*")
+
+
 def guess_contrast(path: str | os.PathLike[str]) -> str | None:
     """The BIDS suffix of a file name (``sub-01_T2starw.nii.gz`` -> ``T2starw``), if it is a known contrast."""
     name = Path(path).name.split(".")[0]
@@ -32,6 +37,17 @@ def resolve_contrast(hint: str, path: str | os.PathLike[str]) -> tuple[str | Non
         guessed = guess_contrast(path)
         return (guessed, "BIDS suffix of the file name") if guessed else (None, "unknown (no BIDS suffix)")
     for contrast in CONTRASTS:
-        if hint.lower() in (contrast.lower(), contrast.lower().replace("star", "*")):
+        if hint.lower() in (contrast.lower(), contrast_label(contrast).lower()):
             return contrast, "given"
     raise InputError(None, f"unknown contrast {hint!r}; choose auto or one of {', '.join(CONTRASTS)}")
+
+
+def contrast_from_description(description: str) -> str | None:
+    """A known contrast named in free text such as a DICOM series description ("sag T2*w", "STIR_SAG"), if any.
+
+    Longer names are tried first, so "T2starw"/"T2*w" is not mistaken for "T2w"."""
+    text = description.lower()
+    for contrast in sorted(CONTRASTS, key=len, reverse=True):
+        if contrast.lower() in text or contrast_label(contrast).lower() in text:
+            return contrast
+    return None

@@ -31,7 +31,7 @@ CONTRAST_CHOICES: tuple[str, ...] = (CONTRAST, *CONTRASTS)
 
 #: "auto" picks CUDA, then Apple MPS, then the CPU, probed in the process that runs the model.
 DEVICE = "auto"
-DEVICE_CHOICES: tuple[str, ...] = (DEVICE, "cpu", "cuda", "mps")
+DEVICE_CHOICES: tuple[str, ...] = (DEVICE, "cuda", "mps", "cpu")
 
 #: How fold outputs are combined: "mean" (soft map >= threshold) or "majority" (SCT's vote of per-fold masks).
 ENSEMBLE = "mean"
@@ -41,6 +41,9 @@ ENSEMBLE_RULES: tuple[str, ...] = (ENSEMBLE, "majority")
 CONNECTIVITY = 18
 #: A lesion farther than this (mm) from every labelled level voxel or disc is "unassigned".
 LEVEL_MAX_DISTANCE_MM = 10.0
+
+#: The contrast a synthetic phantom imitates when none is named (the demo's, and the demo model's training data).
+PHANTOM_CONTRAST = "T2w"
 
 #: Lesions whose mean probability is below this are flagged "check" in the review table: the model was unsure.
 LOW_PROBABILITY = 0.6

@@ -6,10 +6,9 @@ so we state both conventions: nibabel-style axcodes and the Spinal Cord Toolbox'
 
 from __future__ import annotations
 
-import numpy as np
 import SimpleITK as sitk
 
-from .geometry import axcodes, axcodes_to_sct, ijk_to_ras_matrix
+from .geometry import axcodes, axcodes_to_sct, ijk_to_ras_matrix, voxel_volume_mm3
 
 
 def describe_image(image: sitk.Image) -> dict[str, object]:
@@ -20,7 +19,7 @@ def describe_image(image: sitk.Image) -> dict[str, object]:
     return {
         "size": list(image.GetSize()),
         "spacing_mm": [float(s) for s in image.GetSpacing()],
-        "voxel_volume_mm3": float(np.prod(image.GetSpacing())),
+        "voxel_volume_mm3": voxel_volume_mm3(image),
         "orientation": code,
         "orientation_sct": axcodes_to_sct(code),
         "origin_ras_mm": [float(v) for v in matrix[:3, 3]],

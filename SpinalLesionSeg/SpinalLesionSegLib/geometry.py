@@ -1,4 +1,4 @@
-"""Image geometry in one place: IJK-to-RAS matrices, orientation codes and reorientation.
+"""Image geometry in one place: IJK-to-RAS matrices, LPS/RAS conversion, orientation codes and reorientation.
 
 Conventions (the source of most cross-tool bugs, so they live here and nowhere else):
 
@@ -66,10 +66,67 @@ def set_ijk_to_ras(image: sitk.Image, matrix: np.ndarray) -> None:
     image.SetDirection(direction)
 
 
+def axis_aligned_ijk_to_ras(origin_ras: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The IJK-to-RAS matrix of a grid whose voxel axes i, j, k point to R, A, S (axcodes ``"RAS"``).
+
+    ``origin_ras`` is the centre of voxel (0, 0, 0) in RAS mm and ``spacing`` the voxel size (mm) along i, j, k.
+    """
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.diag(np.asarray(spacing, dtype=float))
+    matrix[:3, 3] = origin_ras
+    return matrix
+
+
 def voxel_to_ras(matrix: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     """Map voxel indices ``(N, 3)`` in (i, j, k) order to RAS positions ``(N, 3)`` in mm."""
     ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
     return ijk @ np.asarray(matrix)[:3, :3].T + np.asarray(matrix)[:3, 3]
+
+
+def ras_to_voxel(matrix: np.ndarray, ras: np.ndarray) -> np.ndarray:
+    """Map RAS positions ``(N, 3)`` in mm to continuous voxel indices ``(N, 3)`` in (i, j, k) order.
+
+    The inverse of :func:`voxel_to_ras`; voxel centres have integer indices, so rounding gives the nearest voxel.
+    Solved rather than multiplied by an inverted matrix, which keeps axis-aligned grids exact (a plain division).
+    """
+    ras = np.atleast_2d(np.asarray(ras, dtype=float))
+    matrix = np.asarray(matrix, dtype=float)
+    return np.linalg.solve(matrix[:3, :3], (ras - matrix[:3, 3]).T).T
+
+
+def lps_to_ras_points(points: np.ndarray) -> np.ndarray:
+    """Positions ``(N, 3)`` or ``(3,)`` in LPS mm (ITK, Slicer's ``.mrk.json`` files) as RAS mm, and back.
+
+    The conversion negates x and y, so it is its own inverse.
+    """
+    return np.asarray(points, dtype=float) * np.diag(LPS_TO_RAS)
+
+
+def voxel_volume_mm3(image: sitk.Image) -> float:
+    """Volume of one voxel (mm3): the product of the spacings."""
+    return float(np.prod(image.GetSpacing()))
+
+
+def voxel_box_ras(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) RAS corners (mm) of the axis-aligned box enclosing every voxel of ``image`` edge to edge.
+
+    Voxel ``n`` spans indices ``n - 0.5 .. n + 0.5``, so the box covers the whole scanned volume, also for oblique
+    grids (it is then larger than the grid itself).
+    """
+    size = np.array(image.GetSize(), dtype=float)
+    corners = np.array(list(np.ndindex(2, 2, 2)), dtype=float) * size - 0.5
+    points = voxel_to_ras(ijk_to_ras_matrix(image), corners)
+    return points.min(axis=0), points.max(axis=0)
+
+
+def superior_axis(image: sitk.Image) -> tuple[int, np.ndarray]:
+    """The voxel axis closest to inferior-superior, as (numpy axis of the ``[k, j, i]`` array, unit RAS vector
+    pointing superior along it). Slices across it are the axial slices, whatever the storage orientation."""
+    ras_axes = ijk_to_ras_matrix(image)[:3, :3]
+    columns = ras_axes / np.linalg.norm(ras_axes, axis=0)
+    voxel_axis = int(np.argmax(np.abs(columns[2])))
+    direction = columns[:, voxel_axis] * np.sign(columns[2, voxel_axis])
+    return 2 - voxel_axis, direction
 
 
 def axcodes(image: sitk.Image) -> str:
@@ -100,7 +157,8 @@ def sct_to_axcodes(sct_orientation: str) -> str:
 
 
 def axcodes_to_sct(code: str) -> str:
-    """Convert axcodes (``"LAS"``) to SCT's orientation string (``"RPI"``). Its own inverse, see :func:`sct_to_axcodes`."""
+    """Convert axcodes (``"LAS"``) to SCT's orientation string (``"RPI"``); see :func:`sct_to_axcodes`, which is
+    the same letter swap."""
     return sct_to_axcodes(code)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .geometry import voxel_box_ras
 from .validation import check_input_file, validate_image
 
 #: File types we read and write, longest suffix first so that ``.nii.gz`` wins over ``.gz``.
@@ -139,14 +140,8 @@ def resample_to_grid(image: sitk.Image, reference: sitk.Image, source: str | os.
 
 
 def _boxes_overlap(a: sitk.Image, b: sitk.Image) -> bool:
-    """True when the physical bounding boxes (voxel edges, LPS mm) of two images intersect with positive volume."""
-    def box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-        size = np.array(image.GetSize(), dtype=float)
-        corners = np.array([[c[0], c[1], c[2]] for c in np.ndindex(2, 2, 2)], dtype=float) * size - 0.5
-        points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
-        return points.min(axis=0), points.max(axis=0)
-
-    (a_low, a_high), (b_low, b_high) = box(a), box(b)
+    """True when the physical bounding boxes (voxel edges, RAS mm) of two images intersect with positive volume."""
+    (a_low, a_high), (b_low, b_high) = voxel_box_ras(a), voxel_box_ras(b)
     return bool(np.all(np.minimum(a_high, b_high) > np.maximum(a_low, b_low)))
 
 

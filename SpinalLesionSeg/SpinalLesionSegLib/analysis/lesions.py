@@ -14,12 +14,11 @@ import SimpleITK as sitk
 
 from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 from ..errors import InputError
-from ..geometry import ijk_to_ras_matrix, voxel_to_ras
-from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels, superior_axis
+from ..geometry import ijk_to_ras_matrix, superior_axis, voxel_to_ras, voxel_volume_mm3
+from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels
 
 #: Connectivities accepted: 6 (faces), 18 (faces + edges), 26 (faces + edges + corners).
 CONNECTIVITIES = (6, 18, 26)
-#: ``sct_analyze_lesion`` counts lesions with 18-connectivity; so do we by default, to give the same counts.
 
 
 def label_components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -109,7 +108,7 @@ def analyze_lesions(mask: np.ndarray, reference: sitk.Image, *, soft: np.ndarray
     counted in ``removed_small_*``. Nothing else is ever dropped.
     """
     spacing_kji = reference.GetSpacing()[::-1]
-    voxel_volume = float(np.prod(reference.GetSpacing()))
+    voxel_volume = voxel_volume_mm3(reference)
     mask = np.asarray(mask, dtype=bool)
     removed_outside = 0
     if restrict_to_cord and cord is not None:

@@ -24,11 +24,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..errors import InputError
-from ..image_io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image, write_text
 from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
+from ..errors import InputError
+from ..image_io import (image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image,
+                        write_text)
 from .lesions import LesionAnalysis, analyze_lesions
-from .levels import AUTO, MAX_LEVEL, UNASSIGNED, LevelSource, level_name, load_level_source
+from .level_sources import AUTO, load_level_source
+from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, level_name
 
 #: Tolerance on soft-map values outside 0..1 (float32 rounding of an ensemble mean).
 SOFT_TOLERANCE = 1e-6

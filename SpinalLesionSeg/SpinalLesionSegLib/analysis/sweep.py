@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..geometry import voxel_volume_mm3
 from ..image_io import read_image, sha256_file, write_bytes, write_text
 from .metrics import evaluate
 from .report import read_mask_on, soft_values
@@ -87,7 +88,7 @@ def run_sweep(soft_paths: list[str], ref_paths: list[str], out_dir: str | os.Pat
         grid = read_image(soft_path)
         soft = soft_values(grid, soft_path)
         ref = read_mask_on(ref_path, grid, f"the soft map {soft_path}")
-        per_case[_unique_name(str(soft_path), per_case)] = sweep_case(soft, ref, float(np.prod(grid.GetSpacing())))
+        per_case[_unique_name(str(soft_path), per_case)] = sweep_case(soft, ref, voxel_volume_mm3(grid))
     result = summarise(per_case)
 
     out = Path(out_dir)

@@ -1,6 +1,6 @@
 """The analysis subcommands of ``spinal-lesion-seg``: ``stats``, ``evaluate`` and ``sweep``.
 
-Registered by :mod:`.cli` through ``COMMAND_MODULES``. Only argparse is imported at module level; the analysis
+Registered by :mod:`.app` through ``COMMAND_MODULES``. Only argparse is imported at module level; the analysis
 modules (scipy, cc3d, matplotlib behind them) load inside the command functions, so ``--help`` stays fast.
 """
 
@@ -9,17 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``stats``, ``evaluate`` and ``sweep`` to the ``spinal-lesion-seg`` subcommands."""
-    from ..analysis.levels import AUTO, KINDS  # numpy + SimpleITK only, already loaded by the CLI
+    _register_stats(commands)
+    _register_evaluate(commands)
+    _register_sweep(commands)
+
+
+def _register_stats(commands: argparse._SubParsersAction) -> None:
+    from ..analysis.level_sources import AUTO, KINDS  # numpy + SimpleITK only, already loaded by the CLI
     from ..analysis.lesions import CONNECTIVITIES
     from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 
-    stats = commands.add_parser(
-        "stats", help="lesion counts and volumes (mm3) per lesion and per vertebral level",
+    stats = _add_command(
+        commands, "stats", _cmd_stats, help="lesion counts and volumes (mm3) per lesion and per vertebral level",
         description="Count the lesions of a mask (connected components) and measure each one: volume, soft "
         "volume, centroid, superior-inferior extent and vertebral levels. Writes lesions.csv, levels.csv, "
         "summary.json and <stem>_lesion_label.nii.gz into OUTDIR. Rules: docs/conventions.md.")
@@ -42,28 +49,49 @@ def register(commands: argparse._SubParsersAction) -> None:
     stats.add_argument("--max-distance", type=_non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
                        help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
                        f"within this distance in mm (default {LEVEL_MAX_DISTANCE_MM:g})")
-    stats.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    stats.set_defaults(func=_cmd_stats)
+    _add_output_folder(stats)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="Dice and lesion-wise TP/FP/FN, recall, PPV, F1 of predictions against references",
+
+def _register_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = _add_command(
+        commands, "evaluate", _cmd_evaluate,
+        help="Dice and lesion-wise TP/FP/FN, recall, PPV, F1 of predictions against references",
         description="Compare predicted masks with reference masks, pair by pair in the given order. Prints a table "
         "(and the means for several pairs); --json writes everything. Rules: docs/conventions.md.")
-    evaluate.add_argument("--ref", required=True, nargs="+", metavar="REF", help="reference mask(s)")
-    evaluate.add_argument("--pred", required=True, nargs="+", metavar="PRED", help="predicted mask(s)")
+    _add_paired_files(evaluate, ("--ref", "REF", "reference mask(s)"), ("--pred", "PRED", "predicted mask(s)"))
     evaluate.add_argument("--rules", choices=("paper", "anima"), default="paper",
                           help="lesion-wise rules: the seed paper's (default) or ANIMA's")
     evaluate.add_argument("--json", metavar="OUT", help="write per-pair metrics and means to this JSON file")
-    evaluate.set_defaults(func=_cmd_evaluate)
 
-    sweep = commands.add_parser(
-        "sweep", help="Dice and lesion F1/PPV/recall for thresholds 0.05..0.95 of soft maps",
+
+def _register_sweep(commands: argparse._SubParsersAction) -> None:
+    sweep = _add_command(
+        commands, "sweep", _cmd_sweep, help="Dice and lesion F1/PPV/recall for thresholds 0.05..0.95 of soft maps",
         description="Threshold soft maps at 0.05, 0.10, ..., 0.95 and score each against its reference (seed "
         "paper's rules). Writes sweep.csv, sweep.json (with the recommended threshold) and sweep.png into OUTDIR.")
-    sweep.add_argument("--soft", required=True, nargs="+", metavar="SOFT", help="soft map(s), values 0..1")
-    sweep.add_argument("--ref", required=True, nargs="+", metavar="REF", help="reference mask(s), same order")
-    sweep.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    sweep.set_defaults(func=_cmd_sweep)
+    _add_paired_files(sweep, ("--soft", "SOFT", "soft map(s), values 0..1"),
+                      ("--ref", "REF", "reference mask(s), same order"))
+    _add_output_folder(sweep)
+
+
+def _add_command(commands: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], *,
+                 help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand parser that runs ``func`` (which returns the exit code)."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_paired_files(parser: argparse.ArgumentParser, *options: tuple[str, str, str]) -> None:
+    """Required options taking one or more files each, matched by position (``--ref a b --pred c d``: a-c, b-d).
+
+    ``options`` are (flag, metavar, help) triples."""
+    for flag, metavar, text in options:
+        parser.add_argument(flag, required=True, nargs="+", metavar=metavar, help=text)
+
+
+def _add_output_folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
 
 
 def _non_negative(text: str) -> float:
@@ -95,12 +123,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..errors import InputError
-    from ..image_io import image_to_array
     from ..analysis.metrics import NUMERIC_FIELDS, evaluate, mean_metrics
     from ..analysis.report import read_mask, read_mask_on
+    from ..errors import InputError
+    from ..geometry import voxel_volume_mm3
+    from ..image_io import image_to_array
 
     if len(args.ref) != len(args.pred):
         raise InputError(None, f"{len(args.ref)} reference(s) but {len(args.pred)} prediction(s): give them in "
@@ -109,7 +136,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for ref_path, pred_path in zip(args.ref, args.pred):
         ref_image = read_mask(ref_path)
         pred = read_mask_on(pred_path, ref_image, f"the reference {ref_path}")
-        voxel_volume = float(np.prod(ref_image.GetSpacing()))
+        voxel_volume = voxel_volume_mm3(ref_image)
         results.append(evaluate(image_to_array(ref_image) != 0, pred, voxel_volume, args.rules))
 
     columns = ("dice", "tp", "fp", "fn", "recall", "ppv", "f1", "ref_lesion_count", "pred_lesion_count",

@@ -1,7 +1,8 @@
 """``spinal-lesion-seg models``: list, install, verify, remove and locate models.
 
-Thin wrappers around :mod:`.models`; problems arrive as InputError and end as one line and exit code 2 in
-:mod:`.cli`. The progress bar is plain text on stderr and only drawn on a terminal, so logs and pipes stay clean.
+Thin wrappers around :mod:`.models.registry` and :mod:`.models.installer`; problems arrive as InputError and end
+as one line and exit code 2 in :mod:`.app`. The progress bar is plain text on stderr and only drawn on a terminal,
+so logs and pipes stay clean.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import time
 from typing import TextIO
 
 from ..defaults import PROG
-from ..models import registry as models
-
+from ..models import installer, registry
 
 
 class TerminalProgress:
@@ -56,14 +56,14 @@ class TerminalProgress:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    statuses = models.list_models()
+    statuses = registry.list_models()
     if args.json:
         json.dump([{"name": s.name, "title": s.title, "kind": s.kind, "installed": s.installed,
                     "folder": str(s.folder) if s.folder else None, "release": s.release, "size_mb": s.size_mb}
                    for s in statuses], sys.stdout, indent=2)
         print()
         return 0
-    print(f"model cache: {models.models_dir()} (set {models.HOME_ENV} to move it)")
+    print(f"model cache: {registry.models_dir()} (set {registry.HOME_ENV} to move it)")
     for s in statuses:
         state = "installed" if s.installed else "not installed"
         size = f", about {s.size_mb:.0f} MB" if s.size_mb and not s.installed else ""
@@ -73,9 +73,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_install(args: argparse.Namespace) -> int:
     bar = TerminalProgress()
-    already = not args.force and models.is_installed(args.name)
+    already = not args.force and registry.is_installed(args.name)
     try:
-        folder = models.install(args.name, args.sources, bar, force=args.force)
+        folder = installer.install(args.name, args.sources, bar, force=args.force)
     finally:
         bar.close()
     print(f"{args.name}: {'already installed' if already else 'installed'} at {folder}"
@@ -86,7 +86,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     bar = TerminalProgress()
     try:
-        result = models.verify(args.name, bar)
+        result = registry.verify(args.name, bar)
     finally:
         bar.close()
     for problem in result.problems:
@@ -100,12 +100,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    print(f"{args.name}: removed {models.remove(args.name)}")
+    print(f"{args.name}: removed {installer.remove(args.name)}")
     return 0
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
-    print(models.path(args.name))
+    print(registry.path(args.name))
     return 0
 
 
@@ -114,7 +114,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "models",
         help="list, install, verify, remove and locate segmentation models",
-        description=f"Manage the model cache ({models.models_dir()}; set {models.HOME_ENV} to move it). See "
+        description=f"Manage the model cache ({registry.models_dir()}; set {registry.HOME_ENV} to move it). See "
                     "docs/models.md for every model.",
     )
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -1,7 +1,7 @@
 """``spinal-lesion-seg phantom``: write a synthetic spinal cord MRI with its exact ground truth.
 
 Useful to try the tool without patient data, to test a pipeline end to end, and to make training data for the
-demo model. The generator lives in :mod:`.phantom`; this module only parses arguments.
+demo model. The generator lives in :mod:`..phantom`; this module only parses arguments.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..defaults import PHANTOM_CONTRAST
 from ..phantom import CONTRASTS
 
 
@@ -25,7 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="folder to write into")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--contrast", choices=CONTRASTS, default="T2w", help="MRI contrast to imitate (default: T2w)")
+    parser.add_argument("--contrast", choices=CONTRASTS, default=PHANTOM_CONTRAST,
+                        help=f"MRI contrast to imitate (default: {PHANTOM_CONTRAST})")
     parser.add_argument("--count", type=int, default=None, metavar="N",
                         help="number of lesions (default: random, 1-6, rarely 0)")
     parser.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("RL", "AP", "SI"),

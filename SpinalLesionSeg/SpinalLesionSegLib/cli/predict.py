@@ -1,6 +1,6 @@
 """``spinal-lesion-seg predict`` and ``spinal-lesion-seg demo``: lesion segmentation from the command line.
 
-Both run the same pipeline as the background worker (:mod:`.pipeline`), in this process, with a progress bar on
+Both run the same pipeline as the background worker (:mod:`..inference.case`), in this process, with a progress bar on
 a terminal.
 """
 
@@ -53,20 +53,22 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..inference.case import CaseOptions, group_cases, load_model, predict_case
+    from ..inference.case import group_cases, load_model, predict_case
+    from ..inference.protocol import Job
 
     if args.roi_margin < 0:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
     cases = group_cases(args.images, len(model.channel_names))
-    options = CaseOptions(contrast=args.contrast, threshold=args.threshold, ensemble=args.ensemble,
-                          roi_mask=args.roi_mask, roi_margin_mm=args.roi_margin, model_info=info)
+    job = Job(inputs=[str(p) for p in args.images], output_dir=str(args.output), model=args.model,
+              device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
+              ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
+              roi_margin_mm=args.roi_margin)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
-            result = predict_case(model, case, args.output, options,
-                                  ProgressBar(f"[{number}/{len(cases)}] {case[0].name}"))
+            result = predict_case(model, case, job, info, ProgressBar(f"[{number}/{len(cases)}] {case[0].name}"))
         except InputError as error:
             failures += 1
             print(f"spinal-lesion-seg: error: {error}", file=sys.stderr)
@@ -79,14 +81,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..phantom import make_phantom, write_phantom
-    from ..inference.case import CaseOptions, load_model, predict_case
+    from ..inference.case import load_model, predict_case
+    from ..inference.protocol import Job
 
     started = time.perf_counter()
-    phantom = make_phantom(args.seed, contrast="T2w")
+    phantom = make_phantom(args.seed, contrast=defaults.PHANTOM_CONTRAST)
     inputs = write_phantom(phantom, args.output / "input", stem=f"demo-seed{args.seed}")
     model, info = load_model("demo", device=args.device)
-    result = predict_case(model, [inputs["image"]], args.output, CaseOptions(model_info=info),
-                          ProgressBar("demo"))
+    job = Job(inputs=[str(inputs["image"])], output_dir=str(args.output), device=args.device)
+    result = predict_case(model, [inputs["image"]], job, info, ProgressBar("demo"))
     summary = _demo_summary(phantom, result, time.perf_counter() - started)
     print(json.dumps(summary, indent=2) if args.json else _format_demo(summary))
     return 0
@@ -94,14 +97,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_summary(phantom: Any, result: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Compare the demo's prediction with the phantom's truth (seed paper's lesion-wise rules)."""
-    import numpy as np
     import SimpleITK as sitk
 
     from ..analysis.metrics import evaluate
+    from ..geometry import voxel_volume_mm3
 
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(result["outputs"]["lesion_seg"])) > 0
     truth = sitk.GetArrayViewFromImage(phantom.lesion) > 0
-    scores = evaluate(truth, predicted, float(np.prod(phantom.image.GetSpacing())))
+    scores = evaluate(truth, predicted, voxel_volume_mm3(phantom.image))
     return {"input": result["inputs"][0], "outputs": result["outputs"],
             "true_lesions": scores.ref_lesion_count, "found_lesions": scores.tp,
             "false_positive_lesions": scores.fp, "true_volume_mm3": round(scores.ref_volume_mm3, 1),
@@ -134,7 +137,7 @@ def register(commands: Any) -> None:
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
                          help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained on crops use their own "
-                         "crop_metadata.json margins instead")
+                         "crop margins instead (crop_metadata.json, or the model's documented ones)")
     predict.set_defaults(func=_cmd_predict)
 
     demo = commands.add_parser(

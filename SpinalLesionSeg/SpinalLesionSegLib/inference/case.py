@@ -19,49 +19,45 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import SimpleITK as sitk
 
-from .. import __version__
+from .. import __version__, defaults
 from ..errors import InputError
 from ..contrasts import resolve_contrast
 from ..image_io import read_image, sha256_file, split_image_suffix, write_image, write_text
-from .predictor import LoadedModel, Progress
-from .roi import Box, box_from_mask, crop_margins_mm
+from ..models.resolve import ResolvedModel
+from .predictor import LoadedModel, Prediction, Progress
+from .protocol import Job
+from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
 CODE_URL = "https://github.com/SpinalLesionSeg/SpinalLesionSeg"
+#: What each ensemble rule means, written into the sidecar.
+ENSEMBLE_DEFINITIONS = {
+    "mean": "binary = mean lesion probability over folds >= threshold",
+    "majority": "binary = majority vote of per-fold argmax masks (mean of fold masks > 0.5), as SCT",
+}
 
 
-@dataclass
-class CaseOptions:
-    """What the user chose for one prediction (units: threshold in probability, margin in mm)."""
-
-    contrast: str = "auto"
-    threshold: float = 0.5
-    ensemble: str = "mean"
-    roi_mask: Path | None = None
-    roi_margin_mm: float = 10.0
-    roi_box: Box | None = None
-    model_info: dict[str, Any] = field(default_factory=dict)
-
-
-def load_model(model: str, *, folds: Sequence[int] | None = None, device: str = "auto",
+def load_model(model: str, *, folds: Sequence[int] | None = None, device: str = defaults.DEVICE,
                tta: bool = False) -> tuple[LoadedModel, dict[str, Any]]:
-    """Resolve a model name or folder (checksums verified) and load it; also return what the sidecar records."""
+    """Resolve a model name or folder (checksums verified) and load it; also return :func:`model_info`."""
     loaded = LoadedModel(model, folds=folds, device=device, tta=tta)
-    resolved = loaded.resolved
+    return loaded, model_info(loaded.resolved)
+
+
+def model_info(resolved: ResolvedModel) -> dict[str, Any]:
+    """What the sidecar records about a model, and what a case needs from its manifest: trained contrasts, PSIR
+    inversion, and for crop-trained models the crop and its six margins (mm, :func:`.roi.crop_margins_mm`)."""
     manifest = resolved.manifest
-    info: dict[str, Any] = {"release": resolved.release, "fingerprint": resolved.fingerprint,
-                            "checksum_verified": resolved.verified,
-                            "contrasts": list(manifest.contrasts) if manifest else None,
-                            "invert_psir": bool(manifest.invert_psir) if manifest else False,
-                            "crop": manifest.crop.description if manifest and manifest.crop else None,
-                            "crop_margins_mm": crop_margins_mm(resolved.crop_metadata) if resolved.crop_metadata
-                            else None}
-    return loaded, info
+    crop = manifest.crop if manifest else None
+    return {"release": resolved.release, "fingerprint": resolved.fingerprint, "checksum_verified": resolved.verified,
+            "contrasts": list(manifest.contrasts) if manifest else None,
+            "invert_psir": bool(manifest.invert_psir) if manifest else False,
+            "crop": crop.description if crop else None,
+            "crop_margins_mm": crop_margins_mm(resolved.crop_metadata, crop.margins_mm if crop else None)}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
@@ -85,39 +81,59 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     }
 
 
-def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, options: CaseOptions,
+def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dict[str, Any],
                  progress: Progress | None = None) -> dict[str, Any]:
-    """Predict one case (one input per model channel) and write its outputs; return the result record."""
+    """Predict one case (one input per model channel) as ``job`` asks, with the model's :func:`model_info`, and
+    write its outputs into ``job.output_dir``; return the result record."""
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
+    images, contrast, warnings = _read_case(model, inputs, job.contrast, info)
+    box = job.roi_box
+    roi = case_roi(mask=read_image(job.roi_mask) if job.roi_mask else None,
+                   box=box_from_corners(box.ras_min_mm, box.ras_max_mm, "ROI box") if box else None,
+                   margin_mm=job.roi_margin_mm, model_margins_mm=info.get("crop_margins_mm"), source=str(job.roi_mask))
+    if roi is None and info.get("crop"):
+        warnings.append(f"model {model.name} was trained on images cropped around the cord "
+                        f"({info['crop']}); give a cord mask (--roi-mask) or an ROI")
+    read_seconds = time.perf_counter() - started
+
+    prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi, progress=progress)
+
+    write_started = time.perf_counter()
+    paths = output_paths(Path(job.output_dir), split_image_suffix(inputs[0])[0])
+    outputs = _write_images(prediction, paths)
+    timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
+               "model_load_s": model.load_seconds}
+    sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, outputs, timings)
+    write_text(json.dumps(sidecar, indent=2) + "\n", paths["sidecar"])  # last: a sidecar means a complete set
+    outputs["sidecar"] = str(paths["sidecar"])
+    return {"inputs": [str(p) for p in inputs], "outputs": outputs, "timings_s": sidecar["timings_s"],
+            "device": sidecar["device"], "warnings": warnings,
+            "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}
+
+
+def _read_case(model: LoadedModel, inputs: list[Path], hint: str, info: dict[str, Any]
+               ) -> tuple[list[sitk.Image], tuple[str | None, str], list[str]]:
+    """Read and check the inputs; resolve the contrast ``hint``; warn about contrasts the model was not trained on
+    and apply the PSIR sign inversion the model expects. Returns (images, (contrast, its source), warnings)."""
     images = [read_image(p) for p in inputs]
-    contrast, contrast_source = resolve_contrast(options.contrast, inputs[0])
+    contrast, contrast_source = resolve_contrast(hint, inputs[0])
     warnings: list[str] = []
-    trained_on = options.model_info.get("contrasts")
+    trained_on = info.get("contrasts")
     if contrast and trained_on and contrast not in trained_on:
         warnings.append(f"model {model.name} was not trained on {contrast} (trained on {', '.join(trained_on)}); "
                         "check the result carefully")
-    if contrast == "PSIR" and options.model_info.get("invert_psir"):
+    if contrast == "PSIR" and info.get("invert_psir"):
         # Some models were trained on sign-inverted PSIR (SCT multiplied PSIR by -1 for them); only those get it.
         images = [sitk.Cast(images[0], sitk.sitkFloat32) * -1.0] + images[1:]
         warnings.append("PSIR intensities multiplied by -1, as this model expects")
-    roi = options.roi_box
-    if options.roi_mask is not None:
-        # A crop-trained model gets the margins it was trained with (crop_metadata.json), as SCT crops for it.
-        margin = options.model_info.get("crop_margins_mm") or options.roi_margin_mm
-        roi = box_from_mask(read_image(options.roi_mask), margin, source=str(options.roi_mask))
-    if roi is None and options.model_info.get("crop"):
-        warnings.append(f"model {model.name} was trained on images cropped around the cord "
-                        f"({options.model_info['crop']}); give a cord mask (--roi-mask) or an ROI")
-    read_seconds = time.perf_counter() - started
+    return images, (contrast, contrast_source), warnings
 
-    prediction = model.predict(images, threshold=options.threshold, ensemble=options.ensemble, roi=roi,
-                               progress=progress)
 
-    stem = split_image_suffix(inputs[0])[0]
-    paths = output_paths(out_dir, stem)
-    write_started = time.perf_counter()
-    for path in paths.values():  # hidden temporary files left by a run killed while writing these outputs
+def _write_images(prediction: Prediction, paths: dict[str, Path]) -> dict[str, str]:
+    """Write the mask, soft map and cord mask atomically (after removing hidden temporary files a killed run
+    left); return their paths by role."""
+    for path in paths.values():
         for stale in path.parent.glob(f".{path.name}.*.partial*"):
             stale.unlink(missing_ok=True)
     write_image(prediction.binary, paths["lesion_seg"])
@@ -126,33 +142,30 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], out_dir: Path, opti
     if prediction.cord is not None:
         write_image(prediction.cord, paths["sc_seg"])
         outputs["sc_seg"] = str(paths["sc_seg"])
-    timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
-               "model_load_s": model.load_seconds}
-    sidecar = {
+    return outputs
+
+
+def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Path],
+             contrast: tuple[str | None, str], roi: Box | None, warnings: list[str], outputs: dict[str, str],
+             timings: dict[str, float]) -> dict[str, Any]:
+    """The ``<stem>_lesion_seg.json`` record: what ran, on what, how, and how long it took (s)."""
+    return {
         "model": {"name": model.name, "folder": str(model.folder), "trainer": model.trainer_name,
-                  **{k: v for k, v in options.model_info.items() if k != "contrasts"}},
+                  **{k: v for k, v in info.items() if k != "contrasts"}},
         "folds": model.folds,
-        "threshold": options.threshold,
-        "ensemble": {"rule": options.ensemble,
-                     "definition": "binary = mean lesion probability over folds >= threshold"
-                     if options.ensemble == "mean" else
-                     "binary = majority vote of per-fold argmax masks (mean of fold masks > 0.5), as SCT"},
+        "threshold": job.threshold,
+        "ensemble": {"rule": job.ensemble, "definition": ENSEMBLE_DEFINITIONS[job.ensemble]},
         "soft_map": "mean lesion probability over folds (float32, 0..1)",
         "test_time_augmentation": model.tta,
         "device": {"name": model.device.name, "reason": model.device.reason},
         "orientation": {"model_sct": model.orientation_sct, "model_axcodes": model.orientation_axcodes,
                         "source": model.orientation_source},
         "roi": roi.as_dict() if roi else None,
-        "contrast": {"hint": options.contrast, "used": contrast, "source": contrast_source},
+        "contrast": {"hint": job.contrast, "used": contrast[0], "source": contrast[1]},
         "warnings": warnings,
-        "outputs": outputs,
+        "outputs": dict(outputs),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "Sources": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
                          "Description": f"MS lesion segmentation with nnU-Net model {model.name}"}],
     }
-    write_text(json.dumps(sidecar, indent=2) + "\n", paths["sidecar"])
-    outputs["sidecar"] = str(paths["sidecar"])
-    return {"inputs": [str(p) for p in inputs], "outputs": outputs, "timings_s": sidecar["timings_s"],
-            "device": sidecar["device"], "warnings": warnings,
-            "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}

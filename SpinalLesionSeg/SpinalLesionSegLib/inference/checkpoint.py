@@ -9,6 +9,8 @@ that asks for anything else (a crafted file that would call ``os.system`` on loa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ def _allowed_globals() -> list[Any]:
     core = np._core.multiarray  # numpy >= 2
     allowed: list[Any] = [np.dtype, np.ndarray, core.scalar, core._reconstruct]
     # Checkpoints pickled under numpy 1.x name these "numpy.core.multiarray.*".
-    allowed += [(core.scalar, "numpy.core.multiarray.scalar"), (core._reconstruct, "numpy.core.multiarray._reconstruct")]
+    allowed += [(core.scalar, "numpy.core.multiarray.scalar"),
+                (core._reconstruct, "numpy.core.multiarray._reconstruct")]
     for dtype_class in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType"):
         if hasattr(np.dtypes, dtype_class):
             allowed.append(getattr(np.dtypes, dtype_class))
@@ -66,3 +69,32 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise InputError(p, "is not an nnU-Net checkpoint (no 'network_weights')")
     return checkpoint
+
+
+@dataclass
+class FoldCheckpoints:
+    """What inference needs from a model's fold checkpoints: every fold's network weights (in fold order), and the
+    configuration name, test-time mirroring axes and trainer name that the first fold recorded (nnU-Net trains all
+    folds of a model alike)."""
+
+    parameters: list[dict[str, Any]]
+    configuration: str | None
+    mirroring_axes: Any
+    trainer_name: str
+
+
+def load_fold_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> FoldCheckpoints:
+    """Load each checkpoint with :func:`load_checkpoint` and keep only the weights and settings above: a
+    checkpoint also holds the optimizer state, which inference does not need and would keep in memory."""
+    parameters: list[dict[str, Any]] = []
+    configuration = None
+    mirroring_axes = None
+    trainer_name = "unknown"
+    for path in paths:
+        checkpoint = load_checkpoint(path)
+        if configuration is None:
+            configuration = checkpoint.get("init_args", {}).get("configuration", "3d_fullres")
+            mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes")
+            trainer_name = str(checkpoint.get("trainer_name", trainer_name))
+        parameters.append(checkpoint["network_weights"])
+    return FoldCheckpoints(parameters, configuration, mirroring_axes, trainer_name)

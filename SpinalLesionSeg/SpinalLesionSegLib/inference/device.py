@@ -14,7 +14,6 @@ from ..defaults import DEVICE, DEVICE_CHOICES
 from ..errors import InputError
 
 
-
 @dataclass(frozen=True)
 class DeviceChoice:
     """The device to use (``torch.device``), its name, and a one-line reason shown to the user."""
@@ -47,7 +46,8 @@ def select_device(requested: str = DEVICE) -> DeviceChoice:
         return DeviceChoice(torch.device("cpu"), "cpu", "requested")
     if requested == "cuda" or requested.startswith("cuda:"):
         if not torch.cuda.is_available():
-            build = "a CPU-only torch build" if torch.version.cuda is None else f"torch built for CUDA {torch.version.cuda}"
+            build = ("a CPU-only torch build" if torch.version.cuda is None
+                     else f"torch built for CUDA {torch.version.cuda}")
             raise InputError(None, f"device {requested!r} requested but no CUDA GPU is usable here ({build}); "
                                    "use --device cpu or auto")
         index = int(requested.split(":", 1)[1]) if ":" in requested else 0
@@ -56,6 +56,7 @@ def select_device(requested: str = DEVICE) -> DeviceChoice:
         return DeviceChoice(torch.device(requested), "cuda", f"requested ({torch.cuda.get_device_name(index)})")
     if requested == "mps":
         if not _mps_available(torch):
-            raise InputError(None, "device 'mps' requested but Apple MPS is not available here; use --device cpu or auto")
+            raise InputError(None, "device 'mps' requested but Apple MPS is not available here; "
+                                   "use --device cpu or auto")
         return DeviceChoice(torch.device("mps"), "mps", "requested")
     raise InputError(None, f"unknown device {requested!r}; choose one of {', '.join(DEVICE_CHOICES)}")

@@ -46,3 +46,18 @@ def build_network(plans_manager: Any, configuration_manager: Any, num_input_chan
         return network_class(input_channels=num_input_channels, num_classes=num_output_channels, **kwargs)
     except TypeError as error:
         raise InputError(plans_path, f"architecture arguments do not fit {arch_class_name}: {error}") from None
+
+
+def load_weights(network: Any, weights: dict[str, Any], checkpoint_path: Path) -> Any:
+    """Put one fold's ``weights`` into ``network`` and switch it to eval mode; return it.
+
+    Weights that do not fit the plans' architecture are an InputError naming ``checkpoint_path`` (torch's own error
+    lists every mismatched tensor; its first line is kept).
+    """
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise InputError(checkpoint_path, f"weights do not fit the architecture in plans.json "
+                                          f"({str(error).splitlines()[0]})") from None
+    network.eval()
+    return network

@@ -2,7 +2,7 @@
 
 What happens, in order (each step mirrors how the Spinal Cord Toolbox runs these models, see docs/models.md):
 
-1. the image is reoriented (voxel permutation/flips only, :func:`.geometry.reorient`) to the model's training
+1. the image is reoriented (voxel permutation/flips only, :func:`..geometry.reorient`) to the model's training
    orientation: ``dataset.json["image_orientation"]``, else the manifest's, else SCT's default LPI;
 2. preprocessed by nnunetv2's own preprocessor (cropping to non-zero, resampling, normalisation from the plans),
    on the whole image so that intensity normalisation does not depend on a region of interest -- except for
@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_fold_checkpoints
 from .device import DeviceChoice, select_device
 from ..defaults import DEVICE, ENSEMBLE, ENSEMBLE_RULES, THRESHOLD
 from ..errors import InputError
 from ..geometry import axcodes, reorient
 from ..image_io import same_grid
-from ..models.registry import ResolvedModel
-from .network import build_network
+from ..models.resolve import ResolvedModel
+from .network import build_network, load_weights
 from .roi import Box, index_block, roi_mask
 
 #: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
@@ -80,6 +80,14 @@ def _quiet() -> Iterator[None]:
             logging.getLogger(__name__).debug("nnunetv2: %s", buffer.getvalue().strip())
 
 
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Record the seconds the block takes as ``timings[key]`` (not when it raises)."""
+    clock = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - clock
+
+
 def _paste(array: np.ndarray, block: tuple[list[int], list[int]], full: sitk.Image) -> np.ndarray:
     """A ``[k, j, i]`` array of the voxel block ``(start_ijk, size_ijk)`` placed in zeros on ``full``'s grid."""
     (i, j, k), (ni, nj, nk) = block
@@ -100,23 +108,14 @@ class LoadedModel:
         is resolved (and, when registered, checksum-verified) first. ``folds`` defaults to every fold shipped."""
         started = time.perf_counter()
         import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from ..models.registry import resolve_model
+        from ..models.resolve import resolve_model
 
         self.resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
         self.folder = self.resolved.folder
         self.name = self.resolved.name
         self.dataset_json = dict(self.resolved.dataset)
-        plans = dict(self.resolved.plans)
-        if folds is not None:
-            missing = [f for f in folds if f not in self.resolved.checkpoints]
-            if missing:
-                raise InputError(self.folder, f"fold(s) {missing} requested but the model has folds "
-                                              f"{list(self.resolved.folds)}")
-        self.checkpoints = {f: self.resolved.checkpoints[f] for f in (folds or self.resolved.folds)}
+        self.checkpoints = self._select_checkpoints(folds)
         self.device: DeviceChoice = select_device(device)
         self.tta = tta
         self.orientation_sct = self.resolved.orientation
@@ -126,50 +125,15 @@ class LoadedModel:
         self.crop_input = bool(self.resolved.manifest and self.resolved.manifest.crop) or bool(
             self.resolved.crop_metadata)
 
-        parameters: list[dict[str, Any]] = []
-        configuration_name = None
-        mirroring_axes = None
-        trainer_name = "unknown"
-        for checkpoint_path in self.checkpoints.values():
-            checkpoint = load_checkpoint(checkpoint_path)
-            if configuration_name is None:
-                configuration_name = checkpoint.get("init_args", {}).get("configuration", "3d_fullres")
-                mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes")
-                trainer_name = str(checkpoint.get("trainer_name", trainer_name))
-            parameters.append(checkpoint["network_weights"])
-
-        self.plans_manager = PlansManager(plans)
-        try:
-            self.configuration_manager = self.plans_manager.get_configuration(configuration_name)
-        except (KeyError, RuntimeError):
-            raise InputError(self.folder / "plans.json", f"has no configuration {configuration_name!r}") from None
-        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
-        num_inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        loaded = load_fold_checkpoints(self.checkpoints.values())
+        parameters, self.trainer_name = loaded.parameters, loaded.trainer_name
+        self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
         self.channel_names = [str(v) for _, v in sorted(self.dataset_json.get("channel_names", {"0": "image"}).items(),
                                                         key=lambda kv: int(kv[0]))]
-        network = build_network(self.plans_manager, self.configuration_manager, num_inputs,
-                                self.label_manager.num_segmentation_heads, self.folder / "plans.json")
-        try:
-            network.load_state_dict(parameters[0])
-        except RuntimeError as error:
-            raise InputError(next(iter(self.checkpoints.values())),
-                             f"weights do not fit the architecture in plans.json ({str(error).splitlines()[0]})"
-                             ) from None
-        network.eval()
+        network = self._build_network(parameters[0])
         self.fold_parameters = dict(zip(self.checkpoints, parameters))
         self.lesion_channel, self.cord_channel = self._output_channels()
-
-        with _quiet():
-            self.predictor = nnUNetPredictor(
-                tile_step_size=0.5, use_gaussian=True, use_mirroring=tta,
-                perform_everything_on_device=self.device.device.type == "cuda",
-                device=self.device.device, verbose=False, allow_tqdm=False,
-            )
-            self.predictor.manual_initialization(
-                network.to(self.device.device), self.plans_manager, self.configuration_manager, parameters,
-                self.dataset_json, trainer_name, mirroring_axes,
-            )
-        self.trainer_name = trainer_name
+        self.predictor = self._make_predictor(network, parameters, loaded.mirroring_axes)
         self._torch = torch
         self.load_seconds = time.perf_counter() - started
 
@@ -180,6 +144,52 @@ class LoadedModel:
     @property
     def folds(self) -> list[int]:
         return list(self.fold_parameters)
+
+    def _select_checkpoints(self, folds: Sequence[int] | None) -> dict[int, Path]:
+        """The checkpoint of each requested fold (every shipped fold when ``folds`` is None or empty)."""
+        if folds is not None:
+            missing = [f for f in folds if f not in self.resolved.checkpoints]
+            if missing:
+                raise InputError(self.folder, f"fold(s) {missing} requested but the model has folds "
+                                              f"{list(self.resolved.folds)}")
+        return {f: self.resolved.checkpoints[f] for f in (folds or self.resolved.folds)}
+
+    def _plans(self, configuration_name: str | None) -> tuple[Any, Any, Any]:
+        """nnunetv2's plans, configuration (the one the checkpoints were trained with) and label managers."""
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        plans_manager = PlansManager(dict(self.resolved.plans))
+        try:
+            configuration_manager = plans_manager.get_configuration(configuration_name)
+        except (KeyError, RuntimeError):
+            raise InputError(self.folder / "plans.json", f"has no configuration {configuration_name!r}") from None
+        return plans_manager, configuration_manager, plans_manager.get_label_manager(self.dataset_json)
+
+    def _build_network(self, weights: dict[str, Any]) -> Any:
+        """The plans' architecture holding ``weights`` (the first fold's), in eval mode, on the CPU."""
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+        num_inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+        network = build_network(self.plans_manager, self.configuration_manager, num_inputs,
+                                self.label_manager.num_segmentation_heads, self.folder / "plans.json")
+        return load_weights(network, weights, next(iter(self.checkpoints.values())))
+
+    def _make_predictor(self, network: Any, parameters: list[dict[str, Any]], mirroring_axes: Any) -> Any:
+        """nnunetv2's own predictor around ``network`` on the chosen device, with SCT's settings: tile step 0.5,
+        Gaussian weighting, test-time mirroring only when asked for."""
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        with _quiet():
+            predictor = nnUNetPredictor(
+                tile_step_size=0.5, use_gaussian=True, use_mirroring=self.tta,
+                perform_everything_on_device=self.device.device.type == "cuda",
+                device=self.device.device, verbose=False, allow_tqdm=False,
+            )
+            predictor.manual_initialization(
+                network.to(self.device.device), self.plans_manager, self.configuration_manager, parameters,
+                self.dataset_json, self.trainer_name, mirroring_axes,
+            )
+        return predictor
 
     def _output_channels(self) -> tuple[int, int | None]:
         """Indices of the lesion (and cord) channels in nnU-Net's probability output."""
@@ -199,8 +209,38 @@ class LoadedModel:
                 ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None) -> Prediction:
         """Segment lesions in ``images`` (one per model channel; channels after the first are resampled onto the
         first one's grid). ``roi`` restricts inference to a box; everything outside it is 0."""
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+        images = self._check_inputs(images, threshold, ensemble)
+        report = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        with _timed(timings, "reorient_s"):
+            reference = images[0]
+            channels = [reference] + [sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                    sitk.sitkFloat32) for img in images[1:]]
+            report("reorient", 0.0)
+            full, crop, model_space = self._to_model_space(channels, roi)
+            data = np.stack([sitk.GetArrayFromImage(img) for img in model_space])  # (c, z, y, x) as SimpleITKIO
+            spacing_zyx = list(model_space[0].GetSpacing())[::-1]
 
+        report("preprocess", 0.05)
+        with _timed(timings, "preprocess_s"):
+            tensor, properties = self._preprocess(data, spacing_zyx)
+            window = (self._roi_window(model_space[0], roi, properties, tensor.shape[1:])
+                      if roi is not None and crop is None else None)
+
+        with _timed(timings, "predict_s"):
+            lesion_sum, votes, cord_sum = self._predict_folds(tensor, window, properties, data.shape[1:], report)
+
+        report("export", 0.95)
+        with _timed(timings, "export_s"):
+            outputs = self._ensemble(lesion_sum, votes, cord_sum, threshold=threshold, ensemble=ensemble)
+            on_input = self._export(outputs, full, reference, crop, roi)
+        report("done", 1.0)
+        return Prediction(soft=on_input[0], binary=on_input[1], cord=on_input[2] if len(on_input) > 2 else None,
+                          roi=roi, timings_s=timings)
+
+    def _check_inputs(self, images: sitk.Image | Sequence[sitk.Image], threshold: float,
+                      ensemble: str) -> list[sitk.Image]:
+        """``images`` as a list, once :meth:`predict`'s arguments are checked (InputError for a bad one)."""
         if not 0.0 < threshold < 1.0:
             raise InputError(None, f"threshold must be between 0 and 1 (exclusive), got {threshold}")
         if ensemble not in ENSEMBLE_RULES:
@@ -209,75 +249,33 @@ class LoadedModel:
         if len(images) != len(self.channel_names):
             raise InputError(None, f"model {self.name} takes {len(self.channel_names)} input(s) "
                                    f"({', '.join(self.channel_names)}), got {len(images)}")
-        report = progress or (lambda stage, fraction: None)
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-        reference = images[0]
-        channels = [reference] + [sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, 0.0,
-                                                sitk.sitkFloat32) for img in images[1:]]
+        return images
 
-        report("reorient", 0.0)
+    def _to_model_space(self, channels: list[sitk.Image], roi: Box | None
+                        ) -> tuple[sitk.Image, tuple[list[int], list[int]] | None, list[sitk.Image]]:
+        """The first channel reoriented to the model's orientation (the full model-space grid), the ROI's voxel
+        block ``(start_ijk, size_ijk)`` on it for crop-trained models (else None), and the float32 model-space
+        channels the network sees: reoriented, and cropped to that block when there is one."""
         model_space = [reorient(sitk.Cast(img, sitk.sitkFloat32), self.orientation_axcodes) for img in channels]
         full = model_space[0]
         crop = index_block(full, roi) if roi is not None and self.crop_input else None
         if crop is not None:
             model_space = [sitk.RegionOfInterest(img, crop[1], crop[0]) for img in model_space]
-        data = np.stack([sitk.GetArrayFromImage(img) for img in model_space])  # (c, z, y, x) as SimpleITKIO
-        spacing_zyx = list(model_space[0].GetSpacing())[::-1]
-        timings["reorient_s"] = time.perf_counter() - clock
+        return full, crop, model_space
 
-        report("preprocess", 0.05)
-        clock = time.perf_counter()
-        # The whole image is preprocessed (cheap), so that intensity normalisation sees the same voxels with or
-        # without an ROI; only the network's sliding window is restricted to the ROI.
+    def _preprocess(self, data: np.ndarray, spacing_zyx: list[float]) -> tuple[Any, dict[str, Any]]:
+        """nnunetv2's own preprocessing of a ``(c, z, y, x)`` array with spacing in mm: the network's input tensor,
+        and the properties its export needs to map logits back onto ``data``'s grid.
+
+        The whole image is preprocessed (cheap), so that intensity normalisation sees the same voxels with or
+        without an ROI; only the network's sliding window is restricted to the ROI.
+        """
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         with _quiet():
             preprocessed, _, properties = preprocessor.run_case_npy(
                 data, None, {"spacing": spacing_zyx}, self.plans_manager, self.configuration_manager,
                 self.dataset_json)
-        tensor = self._torch.from_numpy(preprocessed)
-        window = (self._roi_window(model_space[0], roi, properties, tensor.shape[1:])
-                  if roi is not None and crop is None else None)
-        timings["preprocess_s"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        lesion_sum = np.zeros(data.shape[1:], np.float64)
-        votes = np.zeros(data.shape[1:], np.float32)
-        cord_sum = np.zeros(data.shape[1:], np.float64) if self.cord_channel is not None else None
-        network = self.predictor.network
-        n_folds = len(self.fold_parameters)
-        for index, (fold, params) in enumerate(self.fold_parameters.items()):
-            report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
-            network.load_state_dict(params)
-            with _quiet(), self._torch.inference_mode():
-                logits = self._sliding_window(tensor, window)
-                segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
-                    logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
-                    return_probabilities=True)
-            probabilities = np.asarray(probabilities)
-            lesion_sum += probabilities[self.lesion_channel]
-            votes += self._lesion_mask(segmentation, probabilities)
-            if cord_sum is not None:
-                cord_sum += probabilities[self.cord_channel]
-        timings["predict_s"] = time.perf_counter() - clock
-
-        report("export", 0.95)
-        clock = time.perf_counter()
-        soft = np.clip(lesion_sum / n_folds, 0.0, 1.0).astype(np.float32)
-        binary = (votes / n_folds > 0.5) if ensemble == "majority" else (soft >= threshold)
-        outputs = [soft, binary.astype(np.uint8)]
-        if cord_sum is not None:
-            outputs.append((cord_sum / n_folds >= 0.5).astype(np.uint8))
-        if crop is not None:
-            outputs = [_paste(array, crop, full) for array in outputs]
-        elif roi is not None:
-            inside = roi_mask(full, roi)
-            outputs = [array * inside.astype(array.dtype) for array in outputs]
-        on_input = [self._back_to_input(array, full, reference) for array in outputs]
-        timings["export_s"] = time.perf_counter() - clock
-        report("done", 1.0)
-        return Prediction(soft=on_input[0], binary=on_input[1], cord=on_input[2] if len(on_input) > 2 else None,
-                          roi=roi, timings_s=timings)
+        return self._torch.from_numpy(preprocessed), properties
 
     def _roi_window(self, image: sitk.Image, roi: Box, properties: dict[str, Any],
                     preprocessed_shape: Sequence[int]) -> tuple[slice, ...]:
@@ -323,6 +321,61 @@ class LoadedModel:
         if not self.region_based:
             logits[0, uncovered] = BACKGROUND_LOGIT
         return logits
+
+    def _predict_folds(self, tensor: Any, window: tuple[slice, ...] | None, properties: dict[str, Any],
+                       shape: tuple[int, ...], report: Progress
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Run every fold; sums over folds, on the model-space grid of ``shape``, of the lesion probability, of the
+        per-fold lesion masks (votes) and of the cord probability (None for models without a cord channel)."""
+        lesion_sum = np.zeros(shape, np.float64)
+        votes = np.zeros(shape, np.float32)
+        cord_sum = np.zeros(shape, np.float64) if self.cord_channel is not None else None
+        n_folds = len(self.fold_parameters)
+        for index, (fold, params) in enumerate(self.fold_parameters.items()):
+            report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
+            segmentation, probabilities = self._predict_fold(params, tensor, window, properties)
+            lesion_sum += probabilities[self.lesion_channel]
+            votes += self._lesion_mask(segmentation, probabilities)
+            if cord_sum is not None:
+                cord_sum += probabilities[self.cord_channel]
+        return lesion_sum, votes, cord_sum
+
+    def _predict_fold(self, params: dict[str, Any], tensor: Any, window: tuple[slice, ...] | None,
+                      properties: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One fold's segmentation and per-channel probabilities on the model-space grid, as nnunetv2's own export
+        code turns its logits into them (undoing resampling and the non-zero crop)."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        self.predictor.network.load_state_dict(params)
+        with _quiet(), self._torch.inference_mode():
+            logits = self._sliding_window(tensor, window)
+            segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
+                logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
+                return_probabilities=True)
+        return segmentation, np.asarray(probabilities)
+
+    def _ensemble(self, lesion_sum: np.ndarray, votes: np.ndarray, cord_sum: np.ndarray | None, *,
+                  threshold: float, ensemble: str) -> list[np.ndarray]:
+        """Fold sums to model-space outputs: soft (float32 mean lesion probability), binary (uint8, by the ensemble
+        rule) and, for models with a cord channel, cord (uint8, mean cord probability >= 0.5)."""
+        n_folds = len(self.fold_parameters)
+        soft = np.clip(lesion_sum / n_folds, 0.0, 1.0).astype(np.float32)
+        binary = (votes / n_folds > 0.5) if ensemble == "majority" else (soft >= threshold)
+        outputs = [soft, binary.astype(np.uint8)]
+        if cord_sum is not None:
+            outputs.append((cord_sum / n_folds >= 0.5).astype(np.uint8))
+        return outputs
+
+    def _export(self, outputs: list[np.ndarray], full: sitk.Image, reference: sitk.Image,
+                crop: tuple[list[int], list[int]] | None, roi: Box | None) -> list[sitk.Image]:
+        """Model-space outputs zeroed outside the ROI (a crop's outputs pasted into zeros on the ``full``
+        model-space grid) and put back onto the input's grid, ``reference``."""
+        if crop is not None:
+            outputs = [_paste(array, crop, full) for array in outputs]
+        elif roi is not None:
+            inside = roi_mask(full, roi)
+            outputs = [array * inside.astype(array.dtype) for array in outputs]
+        return [self._back_to_input(array, full, reference) for array in outputs]
 
     def _lesion_mask(self, segmentation: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """One fold's binary lesion mask as nnU-Net would export it (argmax, or region thresholding)."""

@@ -51,7 +51,7 @@ def _is_number(value: Any) -> bool:
 
 def _point(value: Any, name: str) -> tuple[float, float, float]:
     _check(isinstance(value, list) and len(value) == 3 and all(map(_is_number, value)),
-           f"job 'roi_box' {name} must be three numbers (RAS mm), got {value!r}")
+           f"'roi_box' {name} must be three numbers (RAS mm), got {value!r}")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
@@ -64,11 +64,11 @@ class RoiBox:
 
     @classmethod
     def from_dict(cls, raw: Any) -> RoiBox:
-        _check(isinstance(raw, dict), f"job 'roi_box' must be an object with ras_min_mm and ras_max_mm, got {raw!r}")
+        _check(isinstance(raw, dict), f"'roi_box' must be an object with ras_min_mm and ras_max_mm, got {raw!r}")
         corners = []
         for side in ("min", "max"):
             key = next((k for k in (f"ras_{side}_mm", f"ras_{side}") if k in raw), None)
-            _check(key is not None, f"job 'roi_box' has no ras_{side}_mm")
+            _check(key is not None, f"'roi_box' has no ras_{side}_mm")
             corners.append(_point(raw[key], f"ras_{side}_mm"))
         unknown = set(raw) - {"ras_min_mm", "ras_max_mm", "ras_min", "ras_max", "source"}
         _check(not unknown, f"unknown 'roi_box' key(s): {', '.join(sorted(unknown))}")
@@ -98,29 +98,29 @@ class Job:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
-               "job 'inputs' must be a list of file paths")
-        _check(isinstance(self.output_dir, str) and bool(self.output_dir), "job 'output_dir' must be a folder path")
-        _check(self.id is None or isinstance(self.id, str), f"job 'id' must be a string, got {self.id!r}")
-        _check(isinstance(self.model, str) and bool(self.model), "job 'model' must be a model name or folder")
+               "'inputs' must be a list of file paths")
+        _check(isinstance(self.output_dir, str) and bool(self.output_dir), "'output_dir' must be a folder path")
+        _check(self.id is None or isinstance(self.id, str), f"'id' must be a string, got {self.id!r}")
+        _check(isinstance(self.model, str) and bool(self.model), "'model' must be a model name or folder")
         _check(self.device in defaults.DEVICE_CHOICES,
-               f"job 'device' must be one of {', '.join(defaults.DEVICE_CHOICES)}, got {self.device!r}")
+               f"'device' must be one of {', '.join(defaults.DEVICE_CHOICES)}, got {self.device!r}")
         _check(self.folds is None or (isinstance(self.folds, list) and all(
             isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in self.folds)),
-            f"job 'folds' must be null or a list of fold numbers, got {self.folds!r}")
-        _check(isinstance(self.tta, bool), f"job 'tta' must be true or false, got {self.tta!r}")
-        _check(isinstance(self.contrast, str), f"job 'contrast' must be a string, got {self.contrast!r}")
+            f"'folds' must be null or a list of fold numbers, got {self.folds!r}")
+        _check(isinstance(self.tta, bool), f"'tta' must be true or false, got {self.tta!r}")
+        _check(isinstance(self.contrast, str), f"'contrast' must be a string, got {self.contrast!r}")
         if self.contrast != defaults.CONTRAST:
             try:
                 resolve_contrast(self.contrast, "")
             except InputError as error:
-                raise ProtocolError(f"job 'contrast': {error.problem}") from None
+                raise ProtocolError(f"'contrast': {error.problem}") from None
         _check(_is_number(self.threshold) and 0 < self.threshold < 1,
-               f"job 'threshold' must be a number between 0 and 1, got {self.threshold!r}")
+               f"'threshold' must be a number between 0 and 1, got {self.threshold!r}")
         _check(self.ensemble in defaults.ENSEMBLE_RULES,
-               f"job 'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
-        _check(self.roi_mask is None or isinstance(self.roi_mask, str), "job 'roi_mask' must be a file path")
+               f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
+        _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
         _check(_is_number(self.roi_margin_mm) and self.roi_margin_mm >= 0,
-               f"job 'roi_margin_mm' must be a number >= 0 (mm), got {self.roi_margin_mm!r}")
+               f"'roi_margin_mm' must be a number >= 0 (mm), got {self.roi_margin_mm!r}")
 
     @classmethod
     def from_dict(cls, raw: Any) -> Job:

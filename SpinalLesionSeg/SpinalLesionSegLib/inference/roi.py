@@ -3,6 +3,15 @@
 A box is stored in physical RAS millimetres (two opposite corners), so it means the same thing whatever the voxel
 orientation of the image it is applied to (the model's reoriented copy, or the input itself). On a given image it
 becomes the smallest voxel block that contains it, clipped to the image.
+
+The ROI rule, used by the command line, the worker and the Slicer panel alike (:func:`case_roi`):
+
+* a **cord mask** (``--roi-mask``, or a segmentation node picked in the panel, sent to the worker as a file) gives
+  its bounding box grown by the model's crop margins when the model was trained on crops (``crop_metadata.json``
+  pads, else the manifest's fixed margins, e.g. 30 x 30 x 5 mm for ``lesion_ms_mp2rage``), else by the user's
+  margin (default :data:`..defaults.ROI_MARGIN_MM`);
+* a **box** (a markups ROI in the panel, ``roi_box`` in a job) is used as given: the panel grows the ROI node's
+  bounds by the user's margin with :func:`box_from_bounds`.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..geometry import ijk_to_ras_matrix, voxel_to_ras
+from ..geometry import ijk_to_ras_matrix, ras_to_voxel, voxel_to_ras
 
 
 @dataclass(frozen=True)
@@ -57,22 +66,47 @@ def box_from_mask(mask: sitk.Image, margin_mm: float | Sequence[float], source: 
     return box_from_corners(ras.min(axis=0) - low, ras.max(axis=0) + high, source)
 
 
-def crop_margins_mm(crop_metadata: Mapping[str, float]) -> tuple[float, ...]:
-    """The six margins (mm; left, right, posterior, anterior, inferior, superior, as :func:`box_from_mask`
-    takes them) of a model's ``crop_metadata.json`` (``pad_left`` ... ``pad_superior``), so that a cord mask gives
-    the crop the model was trained on."""
-    sides = ("left", "right", "posterior", "anterior", "inferior", "superior")
-    try:
-        return tuple(float(crop_metadata[f"pad_{side}"]) for side in sides)
-    except (KeyError, TypeError, ValueError):
-        raise InputError("crop_metadata.json", f"needs numeric pad_{'/'.join(sides)} margins (mm)") from None
+def box_from_bounds(bounds: Sequence[float], margin_mm: float, source: str = "ROI") -> Box:
+    """A box from RAS bounds ``(r_min, r_max, a_min, a_max, s_min, s_max)`` (mm, as Slicer's ``GetRASBounds``
+    gives them), grown by ``margin_mm`` on every side."""
+    if margin_mm < 0:
+        raise InputError(source, f"the region-of-interest margin must be >= 0 mm, got {margin_mm}")
+    lo = np.asarray(bounds[0::2], float) - margin_mm
+    hi = np.asarray(bounds[1::2], float) + margin_mm
+    return box_from_corners(lo, hi, source)
+
+
+def crop_margins_mm(crop_metadata: Mapping[str, float] | None,
+                    fixed_margins_mm: Sequence[float] | None = None) -> tuple[float, ...] | None:
+    """The six margins (mm; left, right, posterior, anterior, inferior, superior, as :func:`box_from_mask` takes
+    them) a crop-trained model was trained with, so that a cord mask gives the crop it expects: the ``pad_left``
+    ... ``pad_superior`` values of its ``crop_metadata.json``, else its manifest's fixed (R-L, A-P, I-S) margins;
+    ``None`` for a model trained on whole images."""
+    if crop_metadata:
+        sides = ("left", "right", "posterior", "anterior", "inferior", "superior")
+        try:
+            return tuple(float(crop_metadata[f"pad_{side}"]) for side in sides)
+        except (KeyError, TypeError, ValueError):
+            raise InputError("crop_metadata.json", f"needs numeric pad_{'/'.join(sides)} margins (mm)") from None
+    if fixed_margins_mm:
+        return tuple(float(m) for m in fixed_margins_mm for _ in range(2))
+    return None
+
+
+def case_roi(*, mask: sitk.Image | None = None, box: Box | None = None, margin_mm: float,
+             model_margins_mm: Sequence[float] | None = None, source: str = "cord mask") -> Box | None:
+    """The region of interest of one prediction (the rule in the module docstring): a cord ``mask`` gives its
+    bounding box plus the model's crop margins (``model_margins_mm``, six values) or else ``margin_mm``; otherwise
+    ``box`` as given; ``None`` (the whole image) when neither is given."""
+    if mask is not None:
+        return box_from_mask(mask, model_margins_mm if model_margins_mm else margin_mm, source=source)
+    return box
 
 
 def index_block(image: sitk.Image, box: Box) -> tuple[list[int], list[int]]:
     """(start, size) of the smallest voxel block of ``image`` covering ``box``, clipped to the image."""
-    inverse = np.linalg.inv(ijk_to_ras_matrix(image))
     corners = np.array(list(itertools.product(*zip(box.ras_min, box.ras_max))))
-    ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
+    ijk = ras_to_voxel(ijk_to_ras_matrix(image), corners)
     start = np.maximum(np.floor(ijk.min(axis=0) + 0.5).astype(int), 0)
     stop = np.minimum(np.ceil(ijk.max(axis=0) - 0.5).astype(int) + 1, image.GetSize())
     if np.any(stop <= start):

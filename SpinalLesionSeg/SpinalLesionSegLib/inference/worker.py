@@ -77,24 +77,16 @@ class Worker:
             return 1
 
     def _run(self, job: Job) -> None:
-        from .case import CaseOptions, group_cases, predict_case
-        from .roi import box_from_corners
+        from .case import group_cases, predict_case
 
         model, info, load_seconds = self._model(job)
-        box = job.roi_box
-        options = CaseOptions(
-            contrast=job.contrast, threshold=job.threshold, ensemble=job.ensemble,
-            roi_mask=Path(job.roi_mask) if job.roi_mask else None, roi_margin_mm=job.roi_margin_mm,
-            roi_box=box_from_corners(box.ras_min_mm, box.ras_max_mm, "job roi_box") if box else None,
-            model_info=info,
-        )
         cases = group_cases(job.inputs, len(model.channel_names))
         results = []
         for number, case in enumerate(cases, 1):
             def progress(stage: str, fraction: float, number: int = number) -> None:
                 self.emit(Progress(stage, round(fraction, 4), id=job.id, case=number, cases=len(cases)))
 
-            result = predict_case(model, case, Path(job.output_dir), options, progress)
+            result = predict_case(model, case, job, info, progress)
             for warning in result["warnings"]:
                 self.emit(Log(f"warning: {warning}", id=job.id))
             results.append(result)

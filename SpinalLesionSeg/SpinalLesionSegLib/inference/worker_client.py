@@ -64,6 +64,7 @@ class BackgroundCommand:
     new output lines and never blocks. Used by the panel for downloads that take minutes."""
 
     def __init__(self, python: str | os.PathLike[str] | None, args: list[str]) -> None:
+        self.args = list(args)
         self.process = start_package_process(os.fspath(python) if python else sys.executable,
                                              ["-m", "SpinalLesionSegLib", *args])
         self._lines: queue.Queue[str] = queue.Queue()

@@ -1,0 +1,1 @@
+"""Segmentation models: manifests, registry, installer, download, archive, layout, checksums, resolve, progress."""

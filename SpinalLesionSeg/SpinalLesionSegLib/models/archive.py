@@ -35,11 +35,6 @@ class ModelSource:
         self._open = opener
         self._close = closer
 
-    @property
-    def kind(self) -> str:
-        """``"zip"`` or ``"folder"`` (recorded in the install record)."""
-        return "folder" if self.location.is_dir() else "zip"
-
     def copy(self, member: PurePosixPath, target: Path, chunk_done: Callable[[int], None] | None = None) -> None:
         """Copy one member to ``target`` (parents created), calling ``chunk_done(n)`` as bytes are written."""
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,21 +12,29 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
+from .progress import ProgressCallback, byte_counter
 
-#: ``progress(stage, done, total)``: ``stage`` is a short label (an archive name), ``total`` None when unknown.
-ProgressCallback = Callable[[str, int, "int | None"], None]
-
+#: Bytes read from the connection at a time.
 CHUNK_BYTES = 1 << 20
 #: Seconds without any data before a connection counts as dead (the download can then be resumed).
 TIMEOUT_S = 60.0
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
+
+
+class _RangePastEnd(Exception):
+    """HTTP 416 to a resume request: the ``.part`` file is already complete, or longer than the file now is."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(size)
+        #: The file's size on the server in bytes, when the server says.
+        self.size = size
 
 
 def part_path(destination: Path) -> Path:
@@ -46,54 +54,65 @@ def download(url: str, destination: Path, progress: ProgressCallback | None = No
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(destination)
     offset = part.stat().st_size if part.is_file() else 0
+    try:
+        response = _open(url, offset)
+    except _RangePastEnd as past_end:
+        if past_end.size == offset:
+            os.replace(part, destination)
+            return destination
+        part.unlink()
+        return download(url, destination, progress)
+    with response:
+        offset, total = _resume_point(url, response, offset)
+        done = _receive(url, response, part, offset, total, byte_counter(progress, destination.name, total, offset))
+    if total is not None and done != total:
+        raise InputError(url, f"download interrupted after {done} of {total} bytes; run the same command again "
+                              "to resume")
+    os.replace(part, destination)
+    return destination
+
+
+def _open(url: str, offset: int) -> HTTPResponse:
+    """Send the request, asking for the bytes from ``offset`` on when a partial download exists."""
     request = urllib.request.Request(url, headers={"User-Agent": f"spinal-lesion-seg/{__version__}"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
-            # Range past the end: the partial file is either already complete or longer than the file now is.
             match = _UNSATISFIABLE_RANGE.search(error.headers.get("Content-Range", ""))
-            if match and int(match.group(1)) == offset:
-                os.replace(part, destination)
-                return destination
-            part.unlink()
-            return download(url, destination, progress)
+            raise _RangePastEnd(int(match.group(1)) if match else None) from None
         raise InputError(url, f"download failed: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError, HTTPException) as error:
         reason = getattr(error, "reason", error)
         raise InputError(url, f"download failed ({reason}); check the network and run the same command again")\
             from None
 
-    with response:
-        mode = "wb"
-        if offset and response.status == 206:
-            match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
-            if match is None or int(match.group(1)) != offset:
-                raise InputError(url, "the server answered the resume request with the wrong byte range")
-            mode = "ab"
-            total = int(match.group(3)) if match.group(3) != "*" else None
-        else:
-            offset = 0  # the server ignored the Range header: start over
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        done = offset
-        label = destination.name
-        try:
-            with part.open(mode) as out:
-                if progress:
-                    progress(label, done, total)
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(label, done, total)
-        except (OSError, HTTPException) as error:
-            raise InputError(url, f"download interrupted after {done} of {total or '?'} bytes ({error}); run the "
-                                  "same command again to resume") from None
-    if total is not None and done != total:
-        raise InputError(url, f"download interrupted after {done} of {total} bytes; run the same command again "
-                              "to resume")
-    os.replace(part, destination)
-    return destination
+
+def _resume_point(url: str, response: HTTPResponse, offset: int) -> tuple[int, int | None]:
+    """(bytes already on disk to keep, total file size or None) from the server's answer to our request."""
+    if offset and response.status == 206:
+        match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != offset:
+            raise InputError(url, "the server answered the resume request with the wrong byte range")
+        return offset, int(match.group(3)) if match.group(3) != "*" else None
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None  # the server ignored Range: start over
+
+
+def _receive(url: str, response: HTTPResponse, part: Path, offset: int, total: int | None,
+             on_bytes: Callable[[int], None]) -> int:
+    """Append the response body to ``part`` (truncated first when ``offset`` is 0); return its size in bytes."""
+    done = offset
+    try:
+        with part.open("ab" if offset else "wb") as out:
+            on_bytes(0)
+            while chunk := response.read(CHUNK_BYTES):
+                out.write(chunk)
+                done += len(chunk)
+                on_bytes(len(chunk))
+    except (OSError, HTTPException) as error:
+        raise InputError(url, f"download interrupted after {done} of {total or '?'} bytes ({error}); run the "
+                              "same command again to resume") from None
+    return done

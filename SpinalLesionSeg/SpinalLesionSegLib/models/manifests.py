@@ -3,7 +3,8 @@
 A manifest says where a model comes from (release archives, or a folder bundled with the package), what its
 nnU-Net results folder must look like once installed, and how its outputs are to be read (which label is lesion,
 which is cord, in which orientation the model was trained, whether the input must first be cropped around the
-cord). The installer (:mod:`.models`) checks archives against it; the predictor reads it for defaults.
+cord). The installer (:mod:`.installer`) checks archives against it; the predictor reads it for defaults. Code
+reads ``manifests.MANIFESTS`` through the module at call time, so that tests can replace it.
 
 The manifests are Python rather than JSON data files so that they need no package-data plumbing in either the
 pip package or the Slicer extension, and so that a typo is an import error caught by the tests. Facts come from
@@ -12,10 +13,11 @@ the model releases and from how the Spinal Cord Toolbox (SCT) runs them (see ``d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from ..contrasts import CONTRASTS
 
@@ -67,27 +69,25 @@ class ModelManifest:
     release: str
     #: Release archives merged into one trainer folder; empty for a bundled model.
     archives: tuple[Archive, ...]
-    #: nnU-Net trainer folder name (``Trainer__Plans__configuration``); ``None`` = whatever the archive holds.
-    trainer_folder: str | None
     #: Folds the release ships; ``None`` = every ``fold_N`` found (at least one).
     folds: tuple[int, ...] | None
     #: Training orientation (SCT-style "from" letters), used only when dataset.json has no ``image_orientation``.
     orientation: str
-    #: Expected dataset.json ``labels`` (checked at install); ``None`` = not known in advance.
-    labels: Mapping[str, int | tuple[int, ...]] | None
-    #: Label (or region) name holding lesions, and the spinal cord one when the model also segments the cord.
-    lesion_label: str
-    cord_label: str | None
-    #: nnU-Net ``regions_class_order`` for region-based models (sigmoid per region), else ``None`` (softmax).
-    regions_class_order: tuple[int, ...] | None
-    crop: CropRequirement | None
     contrasts: tuple[str, ...]
-    #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
-    invert_psir: bool
     citation: str
-    doi: str | None
     licence: str
     homepage: str
+    #: nnU-Net trainer folder name (``Trainer__Plans__configuration``); ``None`` = whatever the archive holds.
+    trainer_folder: str | None = None
+    #: Expected dataset.json ``labels`` (checked at install); ``None`` = not known in advance.
+    labels: Mapping[str, int | tuple[int, ...]] | None = None
+    #: Label (or region) name holding lesions, and the spinal cord one when the model also segments the cord.
+    lesion_label: str = "lesion"
+    cord_label: str | None = None
+    crop: CropRequirement | None = None
+    #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
+    invert_psir: bool = False
+    doi: str | None = None
     #: Approximate download size in MB, for ``models list`` and the docs (``None`` when unknown).
     size_mb: float | None = None
     #: Folder of a model shipped with the package instead of downloaded (the demo model).
@@ -99,131 +99,92 @@ class ModelManifest:
         return self.bundled_folder is not None
 
 
-def _fold_archives(base_url: str, folds: range) -> tuple[Archive, ...]:
-    return tuple(Archive(f"{base_url}/model_fold{fold}.zip") for fold in folds)
-
-
 _LESION_MS_CITATION = (
     "Benveniste P-L, et al. A multi-contrast deep learning model for spinal cord multiple sclerosis lesion "
     "segmentation. Multiple Sclerosis Journal 2026;32(6):598-613."
 )
 
+
+def _published(repo: str, release: str, files: Iterable[str], **facts: Any) -> ModelManifest:
+    """A model whose ``files`` are attached to GitHub release ``release`` of ``github.com/<repo>`` (its homepage)."""
+    homepage = f"https://github.com/{repo}"
+    archives = tuple(Archive(f"{homepage}/releases/download/{release}/{file}") for file in files)
+    return ModelManifest(release=release, archives=archives, homepage=homepage, **facts)
+
+
+def _lesion_ms_release(repo: str, release: str, **facts: Any) -> ModelManifest:
+    """A release of the multi-contrast lesion_ms model: one zip per fold 0-4, every contrast, the same paper."""
+    folds = (0, 1, 2, 3, 4)
+    return _published(repo, release, (f"model_fold{fold}.zip" for fold in folds), folds=folds, contrasts=CONTRASTS,
+                      citation=_LESION_MS_CITATION, doi="10.1177/13524585261427333", **facts)
+
+
 MANIFESTS: Mapping[str, ModelManifest] = MappingProxyType({
     manifest.name: manifest
     for manifest in (
-        ModelManifest(
+        _lesion_ms_release(
+            "ivadomed/ms-lesion-agnostic", "r20250909",
             name="lesion_ms",
             title="Multi-contrast spinal cord MS lesion model (SCT 7.2/7.3 lesion_ms)",
-            release="r20250909",
-            archives=_fold_archives("https://github.com/ivadomed/ms-lesion-agnostic/releases/download/r20250909",
-                                    range(5)),
             trainer_folder="nnUNetTrainerDiceCELoss_noSmooth_4000epochs_fromScratch__"
                            "nnUNetResEncUNetL1x1x1_Model2_Plans__3d_fullres",
-            folds=(0, 1, 2, 3, 4),
             orientation="RPI",
             labels=MappingProxyType({"background": 0, "lesion": 1}),
-            lesion_label="lesion",
-            cord_label=None,
-            regions_class_order=None,
-            crop=None,
-            contrasts=CONTRASTS,
-            invert_psir=False,
-            citation=_LESION_MS_CITATION,
-            doi="10.1177/13524585261427333",
             licence="MIT (github.com/ivadomed/ms-lesion-agnostic)",
-            homepage="https://github.com/ivadomed/ms-lesion-agnostic",
             size_mb=764,
         ),
-        ModelManifest(
+        _lesion_ms_release(
+            "ivadomed/seg-sc-ms-lesion-multicontrast", "r20260703",
             name="lesion_ms_cropped",
             title="Multi-contrast spinal cord MS lesion model, retrained on crops around the cord (r20260703)",
-            release="r20260703",
-            archives=_fold_archives(
-                "https://github.com/ivadomed/seg-sc-ms-lesion-multicontrast/releases/download/r20260703", range(5)),
-            trainer_folder=None,
-            folds=(0, 1, 2, 3, 4),
             orientation=DEFAULT_ORIENTATION,
-            labels=None,
-            lesion_label="lesion",
-            cord_label=None,
-            regions_class_order=None,
             crop=CropRequirement(
                 description="crop around the spinal cord segmentation, padded by the pad_* margins (mm) of "
                             "crop_metadata.json; trained at 0.5 mm isotropic",
                 metadata_file="crop_metadata.json",
             ),
-            contrasts=CONTRASTS,
-            invert_psir=False,
-            citation=_LESION_MS_CITATION,
-            doi="10.1177/13524585261427333",
             licence="not stated in the release repository (the r20250909 weights of the same authors are MIT)",
-            homepage="https://github.com/ivadomed/seg-sc-ms-lesion-multicontrast",
         ),
-        ModelManifest(
+        _published(
+            "ivadomed/model-seg-ms-axial-t2w", "r20241111", ["model_bavaria_quebec_axial_t2w_ms.zip"],
             name="lesion_ms_axial_t2",
             title="Spinal cord and intramedullary MS lesion model for axial T2w (region-based)",
-            release="r20241111",
-            archives=(Archive("https://github.com/ivadomed/model-seg-ms-axial-t2w/releases/download/r20241111/"
-                              "model_bavaria_quebec_axial_t2w_ms.zip"),),
-            trainer_folder=None,
             folds=None,
             orientation="RPI",
             labels=MappingProxyType({"background": 0, "sc": (1, 2), "lesion": 2}),
-            lesion_label="lesion",
             cord_label="sc",
-            regions_class_order=(1, 2),
-            crop=None,
             contrasts=("T2w",),
-            invert_psir=False,
             citation="Naga Karthik E, et al. Spinal cord and intramedullary MS lesion segmentation in axial "
                      "T2-weighted MRI of the whole spine (NeuroPoly / TUM), 2025.",
-            doi=None,
             licence="not stated in the release repository",
-            homepage="https://github.com/ivadomed/model-seg-ms-axial-t2w",
         ),
-        ModelManifest(
+        _published(
+            "ivadomed/model_seg_ms_mp2rage", "r20240610",
+            ["nnUNetTrainer_seg_ms_lesion_mp2rage__nnUNetPlans__3d_fullres.zip"],
             name="lesion_ms_mp2rage",
             title="Spinal cord MS lesion model for MP2RAGE UNIT1",
-            release="r20240610",
-            archives=(Archive("https://github.com/ivadomed/model_seg_ms_mp2rage/releases/download/r20240610/"
-                              "nnUNetTrainer_seg_ms_lesion_mp2rage__nnUNetPlans__3d_fullres.zip"),),
-            trainer_folder=None,
             folds=(3,),
             orientation=DEFAULT_ORIENTATION,
-            labels=None,
-            lesion_label="lesion",
-            cord_label=None,
-            regions_class_order=None,
             crop=CropRequirement(
                 description="crop around the spinal cord segmentation dilated by 30 x 30 x 5 mm, as SCT does; "
                             "trained at 1 mm isotropic",
                 margins_mm=(30.0, 30.0, 5.0),
             ),
             contrasts=("UNIT1",),
-            invert_psir=False,
             citation="model_seg_ms_mp2rage: MS lesion segmentation on MP2RAGE UNIT1 (ivadomed), release r20240610, "
                      "Zenodo record 11555780.",
             doi="10.5281/zenodo.11555780",
             licence="MIT (github.com/ivadomed/model_seg_ms_mp2rage)",
-            homepage="https://github.com/ivadomed/model_seg_ms_mp2rage",
         ),
         ModelManifest(
             name="demo",
             title="SpinalLesionSeg demo model (small network trained on synthetic phantoms)",
             release="bundled",
             archives=(),
-            trainer_folder=None,
             folds=(0, 1),
             orientation="RPI",  # as lesion_ms; its dataset.json says so too
-            labels=None,
-            lesion_label="lesion",
-            cord_label=None,
-            regions_class_order=None,
-            crop=None,
             contrasts=("T2w",),  # scripts/train_demo_model.py trains on synthetic T2w phantoms only
-            invert_psir=False,
             citation="SpinalLesionSeg demo model; for testing and demonstration only, not for clinical images.",
-            doi=None,
             licence="Apache-2.0 (this project)",
             homepage="https://github.com/SpinalLesionSeg/SpinalLesionSeg",
             bundled_folder=DEMO_MODEL_FOLDER,

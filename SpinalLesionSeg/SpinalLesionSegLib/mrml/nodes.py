@@ -4,12 +4,13 @@ Every function takes the MRML scene (or a node) as an argument and uses only ``s
 ``slicer.vtkSlicer*`` classes and VTK, never ``slicer.app``, ``slicer.util`` or Qt. The same code therefore runs
 inside 3D Slicer and under the Qt-free ``slicer-core`` wheel in plain pytest, where it is tested against real files.
 
-Geometry crosses the SimpleITK/MRML boundary only through :mod:`.geometry` (IJK-to-RAS matrices).
+Geometry crosses the SimpleITK/MRML boundary only through :mod:`..geometry` (IJK-to-RAS matrices): this module
+only copies those matrices to and from ``vtkMatrix4x4`` and never derives one itself.
 
 Note on Slicer's file reader: when a file's voxel axes form a left-handed system (e.g. NIfTI "LAS"), Slicer's
 volume reader flips the k axis so that its IJK-to-RAS matrix is right-handed; the node holds the same physical
 image on a k-flipped voxel grid. :func:`volume_node_from_image` does the same (via
-:func:`.geometry.to_right_handed`), so a file loaded by Slicer and the same image built by us give identical nodes
+:func:`..geometry.to_right_handed`), so a file loaded by Slicer and the same image built by us give identical nodes
 (matrix and voxels), and arrays of the input, the soft map and the segmentation line up voxel for voxel.
 """
 
@@ -30,6 +31,7 @@ from ..image_io import atomic_destination
 
 
 def _to_vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
+    """Copy a 4x4 numpy matrix into a ``vtkMatrix4x4`` (VTK glue only; the geometry comes from :mod:`..geometry`)."""
     vtk_matrix = vtk.vtkMatrix4x4()
     for row in range(4):
         for col in range(4):
@@ -38,10 +40,11 @@ def _to_vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
 
 
 def node_ijk_to_ras(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
-    """The 4x4 IJK-to-RAS matrix (mm) of a volume node as a numpy array."""
+    """The 4x4 IJK-to-RAS matrix (mm) of a volume node as a numpy array, as :func:`..geometry.ijk_to_ras_matrix`
+    gives it for a SimpleITK image."""
     vtk_matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(vtk_matrix)
-    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return np.array([[vtk_matrix.GetElement(row, col) for col in range(4)] for row in range(4)])
 
 
 def volume_node_from_image(
@@ -89,13 +92,23 @@ def image_from_volume_node(node: slicer.vtkMRMLVolumeNode) -> sitk.Image:
 def read_volume_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike[str], name: str | None = None,
                      node_class: str = "vtkMRMLScalarVolumeNode") -> slicer.vtkMRMLVolumeNode:
     """Load a NIfTI/NRRD file into a new volume node with Slicer's own reader (as "Add Data" would)."""
+    return _read_node(scene, path, name, node_class, "vtkMRMLVolumeArchetypeStorageNode", "volume")
+
+
+def _read_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike[str], name: str | None, node_class: str,
+               storage_class: str, what: str) -> slicer.vtkMRMLNode:
+    """A new ``node_class`` node read from ``path`` by a new ``storage_class`` node, which stays attached (so
+    Slicer can save the node back); both are removed again and OSError is raised when the file cannot be read.
+
+    ``name`` defaults to the file name without its suffixes; ``what`` names the data in the error.
+    """
     node = scene.AddNewNodeByClass(node_class, name or Path(path).name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage = scene.AddNewNodeByClass(storage_class)
     storage.SetFileName(os.fspath(path))
     if not storage.ReadData(node):
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise OSError(f"{path}: Slicer could not read this volume")
+        raise OSError(f"{path}: Slicer could not read this {what}")
     node.SetAndObserveStorageNodeID(storage.GetID())
     return node
 
@@ -186,12 +199,5 @@ def save_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, path: str | 
 def load_segmentation(scene: slicer.vtkMRMLScene, path: str | os.PathLike[str],
                       name: str | None = None) -> slicer.vtkMRMLSegmentationNode:
     """Read a ``.seg.nrrd`` file into a new segmentation node with Slicer's own storage node."""
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or Path(path).name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    storage.SetFileName(os.fspath(path))
-    if not storage.ReadData(segmentation):
-        scene.RemoveNode(segmentation)
-        scene.RemoveNode(storage)
-        raise OSError(f"{path}: Slicer could not read this segmentation")
-    segmentation.SetAndObserveStorageNodeID(storage.GetID())
-    return segmentation
+    return _read_node(scene, path, name, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode",
+                      "segmentation")

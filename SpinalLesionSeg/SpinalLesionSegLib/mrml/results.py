@@ -1,11 +1,11 @@
 """MRML nodes for inference results: the soft map, the lesion segmentation, the live threshold and edit detection.
 
-Like :mod:`.mrml`, every function takes the scene or nodes as arguments and uses only ``slicer.vtkMRML*`` /
+Like :mod:`.nodes`, every function takes the scene or nodes as arguments and uses only ``slicer.vtkMRML*`` /
 ``slicer.vtkSlicer*`` classes, VTK and numpy, so it runs identically in 3D Slicer and under ``slicer-core``.
 
 Grids: the soft map node and the segmentation's reference geometry are both the input volume's grid (as Slicer's
 reader gives it), so a soft-map voxel and a segment voxel with the same IJK index are the same physical voxel.
-Parent transforms are not applied (as in :mod:`.mrml`): results live in the nodes' own RAS space.
+Parent transforms are not applied (as in :mod:`.nodes`): results live in the nodes' own RAS space.
 
 Live threshold: :func:`rethreshold_lesion_segment` writes ``soft >= threshold`` straight into the segment's
 binary labelmap (no model run, no temporary label map node, no re-import), which keeps the segment's ID, name,
@@ -56,7 +56,7 @@ def show_soft_map(scene: slicer.vtkMRMLScene, soft: sitk.Image, name: str) -> sl
     """Add the probability map as a float volume shown with the Inferno colour table and window/level fixed to
     [0, 1] (automatic window/level would stretch a low-probability map and make noise look like lesions).
 
-    The node's grid is the one Slicer's reader gives the input (:func:`.mrml.volume_node_from_image`). Inferno
+    The node's grid is the one Slicer's reader gives the input (:func:`.nodes.volume_node_from_image`). Inferno
     when the scene has it (Slicer always has), else Iron; InputError when neither is in the scene (a headless
     scene needs the default colour nodes of a colour logic).
     """

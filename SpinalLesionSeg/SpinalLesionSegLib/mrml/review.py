@@ -1,6 +1,6 @@
 """Lesion review in Slicer: the lesion table, jumping to a lesion and rejecting one (scene and nodes passed in).
 
-Lesions are the connected components of the segment as :func:`.lesions.analyze_lesions` finds them (18-connected,
+Lesions are the connected components of the segment as :func:`..analysis.lesions.analyze_lesions` finds them (18-connected,
 numbered in voxel order), measured by that same function, so a lesion's ID, volume and level here are those of
 the exported statistics. IDs are only valid for the segment content they were computed from: rebuild the table
 after every edit or rejection.
@@ -38,7 +38,7 @@ def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: st
                     soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
                     cord_segment_id: str | None = None,
                     max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> LesionAnalysis:
-    """Run :func:`.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
+    """Run :func:`..analysis.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
     reference volume's grid, with the soft map (same grid) and the cord segment when given."""
     mask = segment_mask(segmentation, segment_id, reference_volume)
     soft = None

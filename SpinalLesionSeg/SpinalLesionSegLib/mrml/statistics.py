@@ -1,8 +1,8 @@
 """Statistics in Slicer: per-lesion and per-level table nodes, the volume-per-level bar chart, disc points from a
 markups node, and the export of the command line's report (scene and nodes passed in).
 
-All numbers come from the analysis core (:func:`.lesions.analyze_lesions` through
-:func:`.mrml_review.analyze_segment`, rows from :mod:`.stats`), so the tables, the chart and the exported
+All numbers come from the analysis core (:func:`..analysis.lesions.analyze_lesions` through
+:func:`.review.analyze_segment`, rows from :mod:`..analysis.report`), so the tables, the chart and the exported
 lesions.csv / levels.csv / summary.json agree with ``spinal-lesion-seg stats`` to the last digit.
 """
 
@@ -21,7 +21,8 @@ import vtk
 from ..image_io import array_to_image, write_image
 from ..analysis.lesions import LesionAnalysis
 from ..defaults import LEVEL_MAX_DISTANCE_MM
-from ..analysis.levels import LevelSource, discs_from_labelled_points
+from ..analysis.level_sources import discs_from_labelled_points
+from ..analysis.levels import LevelSource
 from .nodes import save_segmentation
 from .review import analyze_segment, grid_image
 from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report

@@ -1,0 +1,322 @@
+"""The Slicer panel's logic, headless: everything the Spinal Lesion Seg panel does, with the scene passed in.
+
+The module file (``SpinalLesionSeg.py``) only binds widgets to a parameter node and calls this class; the same
+calls run in the Slicer Python console, in the module's self-test and under the ``slicer-core`` wheel in pytest.
+Only ``slicer.vtkMRML*`` classes are used here: slice-view jumps, layouts and the Segment Editor belong to the
+widget, which gets positions (RAS mm) and nodes back from these methods.
+
+``p``, the panel's parameters, is the module's parameter node (``SpinalLesionSegParameterNode``) or any object with
+the same attributes: ``inputVolume``, ``contrast``, ``model``, ``device``, ``folds`` (text such as "0 1"), ``tta``,
+``roiNode`` (markups ROI or a cord segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty
+for the default), ``threshold``, ``softMap``, ``segmentation`` and ``levelsNode``.
+
+Inference never runs in this process: :meth:`PanelLogic.run` writes the input to a temporary NIfTI file and submits
+a :class:`~..inference.protocol.Job` to a persistent worker process (:class:`~..inference.worker_client.WorkerClient`),
+whose messages the GUI collects with :meth:`PanelLogic.poll` from a timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import slicer
+
+from ..analysis.level_sources import load_level_source
+from ..analysis.levels import LevelSource
+from ..contrasts import contrast_from_description, guess_contrast
+from ..describe import describe_image, format_description
+from ..errors import InputError
+from ..image_io import read_image, write_image
+from ..inference.protocol import Error, Job, Message, Result, RoiBox
+from ..inference.roi import box_from_bounds
+from ..inference.worker_client import BackgroundCommand, WorkerClient
+from ..validation import validate_image
+from .nodes import image_from_volume_node, labelmap_from_segmentation
+from .results import (
+    CORD_SEGMENT_NAME,
+    add_thresholded_segment,
+    create_lesion_segmentation,
+    lesion_segment_id,
+    rethreshold_lesion_segment,
+    segment_mask,
+    segment_was_edited,
+    show_soft_map,
+    write_segment_mask,
+)
+from .review import analyze_segment, largest_lesion_ras, lesion_centroid_ras, lesion_review_table, reject_lesion
+from .review_state import (
+    TABLE_REFERENCE_ROLE,
+    ReviewState,
+    clear_review_state,
+    lesion_key,
+    mark_accepted,
+    read_review_state,
+    write_review_state,
+)
+from .statistics import StatisticsNodes, export_statistics, level_source_from_markups, statistics_nodes
+
+#: Review steps that can be undone (each keeps the lesion segment bit-packed: ~1/8 byte per voxel).
+UNDO_DEPTH = 10
+Parameters = Any  # the module's parameter node, or any object with its attributes (see the module docstring)
+
+
+class PanelLogic:
+    """The panel's orchestration. ``scene``: the MRML scene; ``default_python``: the worker's interpreter when
+    ``p.pythonPath`` is empty (Slicer's ``PythonSlicer``; this interpreter by default)."""
+
+    def __init__(self, scene: slicer.vtkMRMLScene, default_python: str | None = None) -> None:
+        self.scene = scene
+        self.default_python = default_python or sys.executable
+        self.client: WorkerClient | None = None
+        self.work_dir: Path | None = None
+        self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
+
+    def _work_path(self, name: str) -> Path:
+        """A file in this session's temporary folder (made on first use)."""
+        self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="SpinalLesionSeg-"))
+        return self.work_dir / name
+
+    # --- input -----------------------------------------------------------------------------------------------
+
+    def check_volume(self, volume: slicer.vtkMRMLScalarVolumeNode | None) -> str:
+        """Validate a volume exactly as the command line validates a file; return a description of its grid.
+        Raises InputError (one line naming the volume) when it cannot be segmented."""
+        if volume is None:
+            raise InputError(None, "no input volume selected")
+        image = image_from_volume_node(volume)
+        validate_image(image, volume.GetName())
+        description = format_description(volume.GetName(), describe_image(image))
+        logging.info(description)
+        return description
+
+    @staticmethod
+    def guess_contrast(volume: slicer.vtkMRMLScalarVolumeNode, series_description: str = "") -> str | None:
+        """Contrast from the volume name (a BIDS suffix) or else the DICOM series description, if either names one."""
+        return guess_contrast(volume.GetName() + ".nii.gz") or contrast_from_description(series_description)
+
+    # --- run -------------------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.client and self.client.busy)
+
+    def build_job(self, p: Parameters, series_description: str = "") -> Job:
+        """Write the input volume (its own grid, as Slicer holds it) and any cord ROI to temporary NIfTI files and
+        describe the job. The ROI follows the one rule of :mod:`..inference.roi`."""
+        if p.inputVolume is None:
+            raise InputError(None, "no input volume selected")
+        image = image_from_volume_node(p.inputVolume)
+        validate_image(image, p.inputVolume.GetName())
+        source = write_image(image, self._work_path("input.nii.gz"))
+        contrast = p.contrast
+        if contrast == "auto":  # the temporary file has no BIDS name: guess from the volume here
+            contrast = self.guess_contrast(p.inputVolume, series_description) or "auto"
+        roi_mask, roi_box = self._roi(p)
+        return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
+                   device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
+                   threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
+                   roi_box=roi_box)
+
+    def _roi(self, p: Parameters) -> tuple[str | None, RoiBox | None]:
+        """A cord segmentation goes to the worker as a mask file (the worker adds the margin or the model's crop
+        pads); a markups ROI becomes its bounds grown by the margin."""
+        node = p.roiNode
+        if node is None:
+            return None, None
+        if node.IsA("vtkMRMLSegmentationNode"):
+            mask = labelmap_from_segmentation(node, p.inputVolume)
+            return str(write_image(mask, self._work_path("roi_mask.nii.gz"))), None
+        bounds = [0.0] * 6
+        node.GetRASBounds(bounds)
+        box = box_from_bounds(bounds, float(p.roiMarginMm), node.GetName())
+        return None, RoiBox(box.ras_min, box.ras_max)
+
+    def worker_python(self, p: Parameters | None) -> str:
+        """The interpreter for the worker and install commands: the panel's setting, else the default."""
+        return (p.pythonPath.strip() if p is not None else "") or self.default_python
+
+    def run(self, p: Parameters, series_description: str = "") -> str:
+        """Submit a job to the persistent worker (started on first use); return the job id."""
+        job = self.build_job(p, series_description)
+        python = self.worker_python(p)
+        if self.client is None or self.client.python != python:
+            self.stop_worker()
+            self.client = WorkerClient(python)
+        return self.client.submit(job)
+
+    def poll(self) -> list[Message]:
+        """What the worker said since the last call; never waits."""
+        return self.client.poll() if self.client else []
+
+    def wait(self, timeout_s: float, on_idle: Callable[[], object] = lambda: time.sleep(0.05)) -> Result:
+        """Block until the submitted job's result, calling ``on_idle`` between polls (Slicer's self-test passes
+        ``processEvents``): for scripts and tests, never for the GUI. Raises InputError with the worker's error
+        message, TimeoutError after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in self.poll():
+                if isinstance(message, Error):
+                    raise InputError(None, message.message)
+                if isinstance(message, Result):
+                    return message
+            on_idle()
+        raise TimeoutError(f"the worker gave no result within {timeout_s:g} s")
+
+    def cancel(self) -> None:
+        if self.client:
+            self.client.cancel()
+
+    def stop_worker(self) -> None:
+        if self.client:
+            self.client.stop()
+            self.client = None
+
+    @staticmethod
+    def result_summary(result: Result) -> str:
+        """"Done in 12.3 s on cuda.": the job's total time (s) including model loading, and the device."""
+        timings = result.results[0]["timings_s"]
+        seconds = sum(v for k, v in timings.items() if k != "model_load_s") + result.model_load_s
+        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}."
+
+    def load_results(self, p: Parameters, result: Result) -> tuple[float, float, float] | None:
+        """Build the soft-map volume and the lesion segmentation from the worker's outputs (a fresh review);
+        return where the views should jump (the largest lesion's centroid, RAS mm), or None without lesions."""
+        outputs = result.results[0]["outputs"]
+        name = p.inputVolume.GetName()
+        p.softMap = show_soft_map(self.scene, read_image(outputs["lesion_soft"]), f"{name} lesion probability")
+        cord = read_image(outputs["sc_seg"]) if "sc_seg" in outputs else None
+        p.segmentation = create_lesion_segmentation(self.scene, read_image(outputs["lesion_seg"]), p.inputVolume,
+                                                    cord)
+        clear_review_state(p.segmentation)
+        self._undo.clear()
+        return largest_lesion_ras(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume)
+
+    # --- models -----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def model_names(*, installed: bool) -> list[str]:
+        """Installed models (``installed=True``), or the published models that can be downloaded."""
+        from ..models.registry import list_models
+
+        return [s.name for s in list_models() if (s.installed if installed else s.kind == "published")]
+
+    def start_install(self, p: Parameters | None, name: str, sources: Sequence[str] = ()) -> BackgroundCommand:
+        """``spinal-lesion-seg models install NAME [--from SOURCE ...]`` in the background (downloads take
+        minutes; checksums are verified), with the worker's interpreter."""
+        args = ["models", "install", name, *[arg for source in sources for arg in ("--from", source)]]
+        return BackgroundCommand(self.worker_python(p), args)
+
+    # --- threshold, review and undo --------------------------------------------------------------------------
+
+    def lesion_segment_edited(self, p: Parameters) -> bool:
+        return segment_was_edited(p.segmentation, lesion_segment_id(p.segmentation))
+
+    def apply_threshold(self, p: Parameters, threshold: float, overwrite: bool = True) -> None:
+        """Re-binarise from the soft map (no model run): in place (undoable), or as a new segment beside edits."""
+        if overwrite:
+            self._save_undo(p)
+            rethreshold_lesion_segment(p.segmentation, lesion_segment_id(p.segmentation), p.softMap, threshold,
+                                       p.inputVolume)
+        else:
+            add_thresholded_segment(p.segmentation, p.softMap, threshold, p.inputVolume)
+
+    def review_table(self, p: Parameters) -> slicer.vtkMRMLTableNode:
+        """The lesion table (id, volume, mean probability, vertebral level when a levels source is set, flag,
+        centroid), refreshed in place and referenced from the segmentation; accepted lesions are flagged so."""
+        existing = p.segmentation.GetNodeReference(TABLE_REFERENCE_ROLE)
+        table = lesion_review_table(self.scene, p.segmentation, lesion_segment_id(p.segmentation), p.softMap,
+                                    p.inputVolume, levels=self.level_source(p), table=existing)
+        table.SetName(f"{p.inputVolume.GetName()} lesion review")
+        p.segmentation.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
+        mark_accepted(table, read_review_state(p.segmentation))
+        return table
+
+    def lesion_position(self, p: Parameters, lesion: int) -> tuple[float, float, float]:
+        """Centroid (RAS mm) of lesion ``lesion`` (as numbered in the review table), where the views jump."""
+        return lesion_centroid_ras(p.segmentation, lesion_segment_id(p.segmentation), lesion, p.inputVolume)
+
+    def reject_lesion(self, p: Parameters, lesion: int) -> None:
+        """Remove the lesion from the segment (undoable) and record it as rejected on the segmentation."""
+        centroid = self.lesion_position(p, lesion)
+        self._save_undo(p)
+        voxels = reject_lesion(p.segmentation, lesion_segment_id(p.segmentation), lesion, p.inputVolume)
+        state = read_review_state(p.segmentation)
+        spacing = p.inputVolume.GetSpacing()
+        state.accepted.discard(lesion_key(centroid))
+        state.rejected.append({"centroid_ras_mm": list(lesion_key(centroid)),
+                               "volume_mm3": round(voxels * float(np.prod(spacing)), 3)})
+        write_review_state(p.segmentation, state)
+
+    def accept_lesion(self, p: Parameters, lesion: int) -> None:
+        """Mark a lesion as reviewed (undoable): its flag becomes "accepted", kept with the scene."""
+        self._save_undo(p)
+        state = read_review_state(p.segmentation)
+        state.accepted.add(lesion_key(self.lesion_position(p, lesion)))
+        write_review_state(p.segmentation, state)
+
+    def _save_undo(self, p: Parameters) -> None:
+        mask = segment_mask(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume)
+        snapshot = (p.segmentation.GetID(), np.packbits(mask), mask.shape, read_review_state(p.segmentation).to_json())
+        self._undo = [*self._undo, snapshot][-UNDO_DEPTH:]
+
+    def can_undo(self, p: Parameters) -> bool:
+        return bool(self._undo) and self._undo[-1][0] == p.segmentation.GetID()
+
+    def undo(self, p: Parameters) -> bool:
+        """Bring back the lesion segment and the review state from before the last threshold, reject or accept;
+        False when there is nothing to undo for this segmentation."""
+        if not self.can_undo(p):
+            return False
+        _, packed, shape, state = self._undo.pop()
+        mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
+        write_segment_mask(p.segmentation, lesion_segment_id(p.segmentation), mask, p.inputVolume)
+        write_review_state(p.segmentation, ReviewState.from_json(state))
+        return True
+
+    # --- statistics and export -------------------------------------------------------------------------------
+
+    def level_source(self, p: Parameters) -> LevelSource | None:
+        """The vertebral levels: from a markups point list naming discs, or a label map (SCT labelled cord,
+        TotalSpineSeg or disc points, detected as the command line does); None for totals only."""
+        node = p.levelsNode
+        if node is None:
+            return None
+        if node.IsA("vtkMRMLMarkupsFiducialNode"):
+            return level_source_from_markups(node)
+        return load_level_source(write_image(image_from_volume_node(node), self._work_path("levels.nii.gz")))
+
+    def _cord_segment_id(self, p: Parameters) -> str | None:
+        return p.segmentation.GetSegmentation().GetSegmentIdBySegmentName(CORD_SEGMENT_NAME) or None
+
+    def compute_statistics(self, p: Parameters) -> StatisticsNodes:
+        """Lesion and per-level tables and the volume-per-level chart, from the current (corrected) segment."""
+        source = self.level_source(p)
+        analysis = analyze_segment(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
+                                   soft_node=p.softMap, levels=source, cord_segment_id=self._cord_segment_id(p))
+        return statistics_nodes(self.scene, analysis, source, p.inputVolume.GetName(),
+                                with_cord=self._cord_segment_id(p) is not None)
+
+    def export(self, p: Parameters, folder: Path) -> list[Path]:
+        """Write lesions.csv, levels.csv, summary.json (as the command line) and the corrected segmentation
+        (.seg.nrrd and NIfTI) into ``folder``; return the files there."""
+        export_statistics(folder, p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
+                          soft_node=p.softMap, levels=self.level_source(p), cord_segment_id=self._cord_segment_id(p),
+                          save_seg_nrrd=True, save_nifti=True)
+        return sorted(path for path in Path(folder).iterdir() if path.is_file() and not path.name.startswith("."))
+
+
+def _parse_folds(text: str) -> list[int] | None:
+    """Fold numbers from the panel's text ("0 1 2" or "0,1"); None (every fold) when empty."""
+    if not text.strip():
+        return None
+    try:
+        return [int(fold) for fold in text.replace(",", " ").split()]
+    except ValueError:
+        raise InputError(None, f"folds must be numbers such as '0 1 2', got {text!r}") from None

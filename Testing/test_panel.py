@@ -1,0 +1,207 @@
+"""The Slicer panel's logic (mrml/panel.py), headless under slicer-core, with the real worker process and demo model:
+run, live threshold, reject/accept with undo, levels in the review table, statistics, export, the ROI rule shared
+with the command line, and review state that survives a scene save and reload (.mrb)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import slicer
+
+from SpinalLesionSegLib import defaults
+from SpinalLesionSegLib.cli import main as cli_main
+from SpinalLesionSegLib.errors import InputError
+from SpinalLesionSegLib.inference.protocol import Result
+from SpinalLesionSegLib.inference.roi import box_from_mask
+from SpinalLesionSegLib.mrml.nodes import (
+    image_from_volume_node,
+    read_volume_node,
+    segmentation_node_from_labelmap,
+    volume_node_from_image,
+)
+from SpinalLesionSegLib.mrml.panel import PanelLogic
+from SpinalLesionSegLib.mrml.results import lesion_segment_id, node_array, segment_mask
+from SpinalLesionSegLib.mrml.review_state import TABLE_REFERENCE_ROLE, read_review_state
+from SpinalLesionSegLib.phantom import make_phantom
+
+from conftest import MODULE_DIR
+
+DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
+
+
+def _parameters(volume, **changes) -> SimpleNamespace:
+    """The panel's parameters with the module's defaults, as its parameter node holds them."""
+    values = dict(inputVolume=volume, contrast=defaults.CONTRAST, model=defaults.MODEL, device="cpu", folds="",
+                  tta=False, roiNode=None, roiMarginMm=defaults.ROI_MARGIN_MM, pythonPath="",
+                  threshold=defaults.THRESHOLD, softMap=None, segmentation=None, levelsNode=None)
+    return SimpleNamespace(**{**values, **changes})
+
+
+def _run(logic: PanelLogic, p: SimpleNamespace) -> Result:
+    """Submit, then poll until the result (a worker error fails the test with its message)."""
+    logic.run(p)
+    return logic.wait(300)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(3, contrast="T2w", spacing=(1.0, 1.0, 1.0))
+
+
+@pytest.fixture()
+def ran(mrml_scene, phantom):
+    """A panel that has run the demo model on a phantom with known lesions and loaded the results."""
+    logic = PanelLogic(mrml_scene)
+    volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
+    p = _parameters(volume)
+    try:
+        result = _run(logic, p)
+        position = logic.load_results(p, result)
+        yield logic, p, position
+    finally:
+        logic.stop_worker()
+
+
+def _lesion_mask(p) -> np.ndarray:
+    return segment_mask(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume)
+
+
+def test_run_threshold_reject_accept_and_undo(ran) -> None:
+    logic, p, position = ran
+    assert p.segmentation.GetName() == "phantom_T2w lesions" and position is not None
+    assert not logic.busy
+
+    logic.apply_threshold(p, 0.3)
+    np.testing.assert_array_equal(_lesion_mask(p), node_array(p.softMap) >= 0.3)
+    assert logic.undo(p)
+    np.testing.assert_array_equal(_lesion_mask(p), node_array(p.softMap) >= defaults.THRESHOLD)
+
+    table = logic.review_table(p)
+    count = table.GetNumberOfRows()
+    assert count >= 2, "the demo model should find the phantom's lesions"
+    before = _lesion_mask(p)
+    logic.reject_lesion(p, 1)
+    assert logic.review_table(p).GetNumberOfRows() == count - 1
+    assert len(read_review_state(p.segmentation).rejected) == 1
+    logic.accept_lesion(p, 1)
+    refreshed = logic.review_table(p)
+    assert refreshed.GetID() == table.GetID(), "the table is refreshed in place, not duplicated"
+    assert refreshed.GetCellText(0, refreshed.GetColumnIndex("flag")) == "accepted"
+
+    assert logic.undo(p)  # the acceptance
+    assert not read_review_state(p.segmentation).accepted
+    assert logic.undo(p)  # the rejection: the lesion and the state come back
+    np.testing.assert_array_equal(_lesion_mask(p), before)
+    assert not read_review_state(p.segmentation).rejected
+    assert logic.review_table(p).GetNumberOfRows() == count
+    assert not logic.undo(p) and not logic.can_undo(p)
+
+
+def test_levels_statistics_and_export(ran, mrml_scene, phantom, tmp_path: Path) -> None:
+    logic, p, _ = ran
+    table = logic.review_table(p)
+    assert {table.GetCellText(row, table.GetColumnIndex("level")) for row in range(table.GetNumberOfRows())} == {""}
+    p.levelsNode = volume_node_from_image(mrml_scene, phantom.levels, "phantom levels", "vtkMRMLLabelMapVolumeNode")
+    table = logic.review_table(p)
+    levels = [table.GetCellText(row, table.GetColumnIndex("level")) for row in range(table.GetNumberOfRows())]
+    assert all(levels) and all(level[0] in "CTLS" for level in levels), levels
+
+    nodes = logic.compute_statistics(p)
+    assert nodes.lesions.GetNumberOfRows() == table.GetNumberOfRows()
+    names = {path.name for path in logic.export(p, tmp_path)}
+    assert {"lesions.csv", "levels.csv", "summary.json"} <= names and any(n.endswith(".seg.nrrd") for n in names)
+
+
+def test_review_state_survives_a_scene_save_and_reload(ran, mrml_scene, tmp_path: Path) -> None:
+    logic, p, _ = ran
+    logic.review_table(p)
+    logic.reject_lesion(p, 2)
+    logic.accept_lesion(p, 1)
+    state = read_review_state(p.segmentation)
+    app = mrml_scene.app_logic
+    (tmp_path / "bundle").mkdir()
+    assert app.SaveSceneToSlicerDataBundleDirectory(str(tmp_path / "bundle"), None)
+    assert app.Zip(str(tmp_path / "review.mrb"), str(tmp_path / "bundle"))
+
+    scene = slicer.vtkMRMLScene()
+    reopened = slicer.vtkSlicerApplicationLogic()
+    reopened.SetMRMLScene(scene)
+    (tmp_path / "open").mkdir()
+    assert reopened.OpenSlicerDataBundle(str(tmp_path / "review.mrb"), str(tmp_path / "open"))
+    segmentation = scene.GetFirstNodeByName(p.segmentation.GetName())
+    assert read_review_state(segmentation) == state and state.accepted and state.rejected
+    assert segmentation.GetNodeReference(TABLE_REFERENCE_ROLE) is not None
+    loaded = _parameters(scene.GetFirstNodeByName(p.inputVolume.GetName()), segmentation=segmentation,
+                         softMap=scene.GetFirstNodeByName(p.softMap.GetName()))
+    table = PanelLogic(scene).review_table(loaded)
+    flags = [table.GetCellText(row, table.GetColumnIndex("flag")) for row in range(table.GetNumberOfRows())]
+    assert flags.count("accepted") == 1
+    np.testing.assert_array_equal(_lesion_mask(loaded), _lesion_mask(p))
+
+
+def test_panel_and_command_line_use_the_same_roi(mrml_scene, t2_path: Path, tmp_path: Path) -> None:
+    """A cord segmentation picked in the panel and --roi-mask on the command line give the same crop, with a
+    crop-trained model's crop_metadata.json pads applied on both paths."""
+    model = tmp_path / "cropped"
+    shutil.copytree(DEMO, model)
+    pads = {"pad_left": 3.0, "pad_right": 4.0, "pad_posterior": 5.0, "pad_anterior": 6.0, "pad_inferior": 7.0,
+            "pad_superior": 8.0}
+    (model / "crop_metadata.json").write_text(json.dumps(pads))
+    cord_path = t2_path.with_name("t2_seg-manual.nii.gz")
+
+    assert cli_main(["predict", str(t2_path), "-o", str(tmp_path / "cli"), "--model", str(model), "--device", "cpu",
+                     "--folds", "0", "--roi-mask", str(cord_path)]) == 0
+    cli_roi = json.loads((tmp_path / "cli" / "t2_lesion_seg.json").read_text())["roi"]
+
+    volume = read_volume_node(mrml_scene, t2_path, "t2")
+    cord_node = read_volume_node(mrml_scene, cord_path, "cord", "vtkMRMLLabelMapVolumeNode")
+    cord = segmentation_node_from_labelmap(mrml_scene, image_from_volume_node(cord_node), {1: "Spinal cord"},
+                                           "t2 cord", reference_volume=volume)
+    logic = PanelLogic(mrml_scene)
+    try:
+        result = _run(logic, _parameters(volume, model=str(model), folds="0", roiNode=cord))
+    finally:
+        logic.stop_worker()
+    panel_roi = json.loads(Path(result.results[0]["outputs"]["sidecar"]).read_text())["roi"]
+    np.testing.assert_allclose(panel_roi["ras_min_mm"], cli_roi["ras_min_mm"], atol=1e-3)
+    np.testing.assert_allclose(panel_roi["ras_max_mm"], cli_roi["ras_max_mm"], atol=1e-3)
+    tight = box_from_mask(image_from_volume_node(cord_node), 0.0)
+    np.testing.assert_allclose(np.subtract(tight.ras_min, panel_roi["ras_min_mm"]), [3.0, 5.0, 7.0], atol=1e-3)
+    np.testing.assert_allclose(np.subtract(panel_roi["ras_max_mm"], tight.ras_max), [4.0, 6.0, 8.0], atol=1e-3)
+
+
+def test_a_markups_roi_becomes_its_bounds_plus_the_margin(mrml_scene, phantom) -> None:
+    volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
+    roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    roi.SetCenter(1.0, 2.0, 3.0)
+    roi.SetSize(10.0, 20.0, 30.0)
+    job = PanelLogic(mrml_scene).build_job(_parameters(volume, roiNode=roi, roiMarginMm=2.5))
+    assert job.roi_mask is None
+    np.testing.assert_allclose(job.roi_box.ras_min_mm, [1 - 5 - 2.5, 2 - 10 - 2.5, 3 - 15 - 2.5])
+    np.testing.assert_allclose(job.roi_box.ras_max_mm, [1 + 5 + 2.5, 2 + 10 + 2.5, 3 + 15 + 2.5])
+    assert Path(job.inputs[0]).is_file()
+
+
+def test_check_volume_describes_a_good_volume_and_refuses_nan_in_one_line(mrml_scene) -> None:
+    import SimpleITK as sitk
+
+    array = np.random.default_rng(0).normal(100, 10, (12, 20, 16)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.5, 3.0))
+    image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # RAS-aligned voxel axes
+    logic = PanelLogic(mrml_scene)
+    description = logic.check_volume(volume_node_from_image(mrml_scene, image, "phantom"))
+    assert "RAS" in description and "16 x 20 x 12" in description
+    array[3, 4, 5] = np.nan
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(image)
+    with pytest.raises(InputError) as caught:
+        logic.check_volume(volume_node_from_image(mrml_scene, bad, "bad"))
+    assert str(caught.value).startswith("bad: ") and "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="no input volume"):
+        logic.check_volume(None)
