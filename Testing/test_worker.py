@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.phantom import make_phantom
 
@@ -118,3 +119,20 @@ def test_killing_the_worker_leaves_no_partial_output(tmp_path: Path, kill_at: st
     code, lines = _worker("-", stdin=json.dumps(dict(_job(tmp_path, [source]), output_dir=str(out))))
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(v).name for v in lines[-1]["results"][0]["outputs"].values())
+
+
+def test_the_former_entry_point_and_job_keys_still_work(tmp_path: Path, t2_path: Path) -> None:
+    """Scripts written before the worker moved: ``python -m SpinalLesionSegLib.worker`` and a job spelled as then
+    (integer id, nulls for defaults, roi_box corners as ras_min/ras_max) give the same outputs and fields."""
+    job = {"id": 7, "inputs": [str(t2_path)], "output_dir": str(tmp_path / "out"), "model": str(DEMO),
+           "device": "cpu", "folds": [0], "threshold": None, "contrast": None,
+           "roi_box": {"ras_min": [-30.0, -40.0, -60.0], "ras_max": [30.0, 40.0, 60.0]}}
+    result = subprocess.run([sys.executable, "-m", "SpinalLesionSegLib.worker", "-"], input=json.dumps(job),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {line["type"] for line in lines} <= {"log", "progress", "result"} and lines[-1]["type"] == "result"
+    assert all(line["id"] == "7" for line in lines)
+    assert {"results", "model_load_s", "device"} <= set(lines[-1])
+    sidecar = json.loads(Path(lines[-1]["results"][0]["outputs"]["sidecar"]).read_text())
+    assert sidecar["threshold"] == defaults.THRESHOLD and sidecar["roi"]["ras_min_mm"] == [-30.0, -40.0, -60.0]
