@@ -27,7 +27,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
 from SpinalLesionSegLib import __version__, defaults, slicer_requirements
 from SpinalLesionSegLib.contrasts import contrast_label
 from SpinalLesionSegLib.errors import InputError
@@ -207,9 +206,9 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startInstall(name)
 
     def onInstallFromFileButton(self) -> None:
-        paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(),
-                                                _("Model zip(s): one per fold for lesion_ms (or cancel to pick a folder)"),
-                                                "", "Zip archives (*.zip)")
+        paths = qt.QFileDialog.getOpenFileNames(
+            slicer.util.mainWindow(), _("Model zip(s): one per fold for lesion_ms (or cancel to pick a folder)"), "",
+            "Zip archives (*.zip)")
         if not paths:
             folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Unzipped nnU-Net model folder"))
             paths = [folder] if folder else []

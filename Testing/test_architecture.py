@@ -9,11 +9,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.contrasts import contrast_label
-
-from conftest import MODULE_DIR
 
 LIB = MODULE_DIR / "SpinalLesionSegLib"
 BASE = {"errors", "defaults", "contrasts", "geometry", "image_io", "validation", "describe", "slicer_requirements",

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from SpinalLesionSegLib import __version__
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from analysis_data import INTERIOR_SLICES, T2, box_lesion, disc_point_image, disc_points, load, save
 from PIL import Image
-
-from analysis_data import T2, INTERIOR_SLICES, box_lesion, disc_point_image, disc_points, load, save
 from test_cli import _command
 
 

@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpinalLesionSegLib.geometry import (
     axcodes,
     axcodes_to_sct,

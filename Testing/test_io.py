@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpinalLesionSegLib import image_io as sls_io
 from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.image_io import (array_to_image, image_to_array, read_image, same_grid, split_image_suffix,
-                                        write_image)
+from SpinalLesionSegLib.image_io import (
+    array_to_image,
+    image_to_array,
+    read_image,
+    same_grid,
+    split_image_suffix,
+    write_image,
+)
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])

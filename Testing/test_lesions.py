@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from analysis_data import T2, INTERIOR_SLICES, box_lesion, load, save
-from SpinalLesionSegLib.errors import InputError
+from analysis_data import INTERIOR_SLICES, T2, box_lesion, load, save
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
 from SpinalLesionSegLib.analysis.level_sources import load_level_source
 from SpinalLesionSegLib.analysis.levels import UNASSIGNED
 from SpinalLesionSegLib.analysis.report import level_table, run_stats
+from SpinalLesionSegLib.errors import InputError
 
 
 def _grid(shape_kji: tuple[int, int, int], spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> sitk.Image:

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from analysis_data import T2, INTERIOR_SLICES, box_lesion, disc_point_image, disc_points, load, markups_file, save
-from SpinalLesionSegLib.errors import InputError
+from analysis_data import INTERIOR_SLICES, T2, box_lesion, disc_point_image, disc_points, load, markups_file, save
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions
 from SpinalLesionSegLib.analysis.level_sources import load_level_source, parse_disc_label
 from SpinalLesionSegLib.analysis.levels import UNASSIGNED, assign_levels, level_name, levels_between_discs
+from SpinalLesionSegLib.errors import InputError
 
 #: TotalSpineSeg codes of C2..C5 and its C2C3, C3C4, C4C5 discs.
 TSS_VERTEBRA = {2: 12, 3: 13, 4: 14, 5: 15}

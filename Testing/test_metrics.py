@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from analysis_data import T2, INTERIOR_SLICES, box_lesion, load
+from analysis_data import INTERIOR_SLICES, T2, box_lesion, load
 from SpinalLesionSegLib.analysis.metrics import dice, evaluate, mean_metrics
 
 SHAPE = (10, 10, 30)

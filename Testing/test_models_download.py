@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 import pytest
 from fake_models import LESION_MS_TRAINER, fold_zip
-
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.models import installer, manifests, registry, resolve
 from SpinalLesionSegLib.models.download import download, part_path

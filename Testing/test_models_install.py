@@ -9,7 +9,6 @@ from types import MappingProxyType
 
 import pytest
 from fake_models import LESION_MS_TRAINER, dataset_json, fold_zip, trainer_files, write_tree, write_zip
-
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import sha256_file
 from SpinalLesionSegLib.models import checksums, installer, manifests, registry, resolve

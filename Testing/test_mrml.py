@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-from vtkmodules.util import numpy_support
-
 from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, reorient, to_right_handed, voxel_to_ras
 from SpinalLesionSegLib.image_io import read_image, write_image
 from SpinalLesionSegLib.mrml.nodes import (
@@ -23,6 +21,7 @@ from SpinalLesionSegLib.mrml.nodes import (
     segmentation_node_from_labelmap,
     volume_node_from_image,
 )
+from vtkmodules.util import numpy_support
 
 
 @pytest.fixture()

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-
-from SpinalLesionSegLib.errors import InputError
-from SpinalLesionSegLib.geometry import ijk_to_ras_matrix
-from SpinalLesionSegLib.image_io import read_image, write_image
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
 from SpinalLesionSegLib.analysis.level_sources import load_level_source, read_markups_discs
 from SpinalLesionSegLib.analysis.levels import LevelSource, level_name
+from SpinalLesionSegLib.analysis.report import run_stats
+from SpinalLesionSegLib.errors import InputError
+from SpinalLesionSegLib.geometry import ijk_to_ras_matrix
+from SpinalLesionSegLib.image_io import read_image, write_image
 from SpinalLesionSegLib.mrml.nodes import (
     image_from_volume_node,
     load_segmentation,
@@ -55,7 +55,6 @@ from SpinalLesionSegLib.mrml.statistics import (
     statistics_nodes,
 )
 from SpinalLesionSegLib.phantom import make_phantom
-from SpinalLesionSegLib.analysis.report import run_stats
 
 
 @pytest.fixture()

@@ -17,9 +17,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import MODULE_DIR, REPO_ROOT
+from PIL import Image
 
 S4EXT_KEYWORDS = {
     "scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors", "category",

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import slicer
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.cli import main as cli_main
 from SpinalLesionSegLib.errors import InputError
@@ -28,8 +28,6 @@ from SpinalLesionSegLib.mrml.panel import PanelLogic
 from SpinalLesionSegLib.mrml.results import lesion_segment_id, node_array, segment_mask
 from SpinalLesionSegLib.mrml.review_state import TABLE_REFERENCE_ROLE, read_review_state
 from SpinalLesionSegLib.phantom import make_phantom
-
-from conftest import MODULE_DIR
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 

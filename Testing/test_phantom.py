@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpinalLesionSegLib import cli
+from SpinalLesionSegLib.analysis.levels import level_name
 from SpinalLesionSegLib.geometry import axcodes, ijk_to_ras_matrix, reorient, voxel_to_ras
 from SpinalLesionSegLib.image_io import image_to_array, read_image, same_grid
-from SpinalLesionSegLib.analysis.levels import level_name
 from SpinalLesionSegLib.phantom import CONTRASTS, T2_LIKE, Phantom, make_phantom, write_phantom
 
 TRUTH = ("lesion", "cord", "levels", "discs", "canal")

@@ -17,15 +17,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.geometry import axcodes, reorient
 from SpinalLesionSegLib.image_io import read_image, same_grid, write_image
-from SpinalLesionSegLib.phantom import make_phantom
 from SpinalLesionSegLib.inference.predictor import LoadedModel
 from SpinalLesionSegLib.inference.roi import box_from_mask, roi_mask
-
-from conftest import MODULE_DIR
+from SpinalLesionSegLib.phantom import make_phantom
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 

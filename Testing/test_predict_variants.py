@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import read_image
 from SpinalLesionSegLib.inference.predictor import LoadedModel
-
-from conftest import MODULE_DIR
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 
@@ -140,8 +138,8 @@ def test_crop_trained_model_takes_its_margins_from_crop_metadata(tmp_path: Path)
     import shutil
 
     from SpinalLesionSegLib.image_io import write_image
-    from SpinalLesionSegLib.phantom import make_phantom
     from SpinalLesionSegLib.inference.roi import box_from_mask
+    from SpinalLesionSegLib.phantom import make_phantom
 
     folder = tmp_path / "cropped"
     shutil.copytree(DEMO, folder)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.inference.protocol import (
     MESSAGE_TYPES,

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import read_image
@@ -15,8 +15,6 @@ from SpinalLesionSegLib.inference.case import model_info
 from SpinalLesionSegLib.inference.roi import box_from_bounds, box_from_corners, box_from_mask, case_roi, crop_margins_mm
 from SpinalLesionSegLib.models.manifests import MANIFESTS
 from SpinalLesionSegLib.models.resolve import resolve_model
-
-from conftest import MODULE_DIR
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 

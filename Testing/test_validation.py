@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import read_image
 from SpinalLesionSegLib.validation import validate_image

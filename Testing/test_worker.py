@@ -11,12 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.phantom import make_phantom
-
-from conftest import MODULE_DIR
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 

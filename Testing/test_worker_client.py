@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from SpinalLesionSegLib.image_io import write_image
-from SpinalLesionSegLib.phantom import make_phantom
 from SpinalLesionSegLib import __version__
+from SpinalLesionSegLib.image_io import write_image
 from SpinalLesionSegLib.inference.protocol import Error, Job, Message, Progress, Result
 from SpinalLesionSegLib.inference.worker_client import BackgroundCommand, WorkerClient
+from SpinalLesionSegLib.phantom import make_phantom
 
 
 def _wait_for(client: WorkerClient, kind: type, timeout_s: float = 240) -> tuple[Message, list[Message]]:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 from SpinalLesionSegLib.analysis.lesions import analyze_lesions, label_components
 from SpinalLesionSegLib.analysis.levels import LevelSource
 from SpinalLesionSegLib.analysis.sweep import sweep_case

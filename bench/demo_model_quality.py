@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 from SpinalLesionSegLib.analysis.metrics import Metrics, evaluate, mean_metrics
-from SpinalLesionSegLib.phantom import make_phantom
 from SpinalLesionSegLib.inference.predictor import LoadedModel
+from SpinalLesionSegLib.phantom import make_phantom
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_model_quality.json"
 FIRST_SEED = 500_000

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import slicer
-
 from SpinalLesionSegLib.mrml.nodes import volume_node_from_image
 from SpinalLesionSegLib.mrml.results import (
     create_lesion_segmentation,

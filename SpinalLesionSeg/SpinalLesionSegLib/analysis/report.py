@@ -26,8 +26,15 @@ import SimpleITK as sitk
 from .. import __version__
 from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 from ..errors import InputError
-from ..image_io import (image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix, write_image,
-                        write_text)
+from ..image_io import (
+    image_to_array,
+    read_image,
+    resample_to_grid,
+    sha256_file,
+    split_image_suffix,
+    write_image,
+    write_text,
+)
 from .lesions import LesionAnalysis, analyze_lesions
 from .level_sources import AUTO, load_level_source
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, level_name

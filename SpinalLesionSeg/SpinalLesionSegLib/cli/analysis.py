@@ -21,8 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_stats(commands: argparse._SubParsersAction) -> None:
-    from ..analysis.level_sources import AUTO, KINDS  # numpy + SimpleITK only, already loaded by the CLI
     from ..analysis.lesions import CONNECTIVITIES
+    from ..analysis.level_sources import AUTO, KINDS  # numpy + SimpleITK only, already loaded by the CLI
     from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
 
     stats = _add_command(

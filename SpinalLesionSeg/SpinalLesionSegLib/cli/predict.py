@@ -80,9 +80,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..phantom import make_phantom, write_phantom
     from ..inference.case import load_model, predict_case
     from ..inference.protocol import Job
+    from ..phantom import make_phantom, write_phantom
 
     started = time.perf_counter()
     phantom = make_phantom(args.seed, contrast=defaults.PHANTOM_CONTRAST)
@@ -136,8 +136,9 @@ def register(commands: Any) -> None:
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
-                         help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained on crops use their own "
-                         "crop margins instead (crop_metadata.json, or the model's documented ones)")
+                         help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained "
+                         "on crops use their own crop margins instead (crop_metadata.json, or the model's documented "
+                         "ones)")
     predict.set_defaults(func=_cmd_predict)
 
     demo = commands.add_parser(

@@ -25,8 +25,8 @@ from typing import Any
 import SimpleITK as sitk
 
 from .. import __version__, defaults
-from ..errors import InputError
 from ..contrasts import resolve_contrast
+from ..errors import InputError
 from ..image_io import read_image, sha256_file, split_image_suffix, write_image, write_text
 from ..models.resolve import ResolvedModel
 from .predictor import LoadedModel, Prediction, Progress

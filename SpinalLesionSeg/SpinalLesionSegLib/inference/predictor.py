@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .checkpoint import load_fold_checkpoints
-from .device import DeviceChoice, select_device
 from ..defaults import DEVICE, ENSEMBLE, ENSEMBLE_RULES, THRESHOLD
 from ..errors import InputError
 from ..geometry import axcodes, reorient
 from ..image_io import same_grid
 from ..models.resolve import ResolvedModel
+from .checkpoint import load_fold_checkpoints
+from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
 from .roi import Box, index_block, roi_mask
 

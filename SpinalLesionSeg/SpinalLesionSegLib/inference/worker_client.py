@@ -1,10 +1,11 @@
 """Drive the background worker from a GUI without ever blocking it.
 
 Slicer's GUI thread must never wait on a pipe (reading a child's output there froze SlicerTotalSegmentator). The
-client starts ``python -m SpinalLesionSegLib.inference.worker --serve`` in its own process group, a daemon thread reads the
-worker's JSON lines into a queue, and the GUI calls :meth:`WorkerClient.poll` from a timer: it returns whatever
-arrived and never waits. :meth:`WorkerClient.cancel` kills the worker's whole process tree (``PythonSlicer`` is a
-launcher: killing its pid alone would leave the real Python running), and the next job starts a fresh worker.
+client starts ``python -m SpinalLesionSegLib.inference.worker --serve`` in its own process group, a daemon thread
+reads the worker's JSON lines into a queue, and the GUI calls :meth:`WorkerClient.poll` from a timer: it returns
+whatever arrived and never waits. :meth:`WorkerClient.cancel` kills the worker's whole process tree
+(``PythonSlicer`` is a launcher: killing its pid alone would leave the real Python running), and the next job starts
+a fresh worker.
 
 The interpreter is Slicer's own (``PythonSlicer``) or any Python that has torch and nnunetv2 (a lab's CUDA
 environment); this package is put on its ``PYTHONPATH``.

@@ -25,8 +25,15 @@ from . import manifests, registry
 from .archive import ModelSource, open_source
 from .checksums import fingerprint, hash_files, pin_problems
 from .download import download
-from .layout import CHECKPOINT_NAMES, MODEL_JSON_FILES, Fold, check_trainer_folder, choose_trainer, fold_key, \
-    model_files
+from .layout import (
+    CHECKPOINT_NAMES,
+    MODEL_JSON_FILES,
+    Fold,
+    check_trainer_folder,
+    choose_trainer,
+    fold_key,
+    model_files,
+)
 from .manifests import ModelManifest
 from .progress import ProgressCallback, byte_counter
 

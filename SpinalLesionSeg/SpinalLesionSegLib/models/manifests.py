@@ -28,8 +28,8 @@ DEFAULT_ORIENTATION = "LPI"
 #: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
 _PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_MODEL_FOLDER = next(
-    (folder for folder in (_PACKAGE.parent / "Resources" / "Models" / "demo", _PACKAGE / "_resources" / "Models" / "demo")
-     if folder.is_dir()),
+    (folder for folder in (_PACKAGE.parent / "Resources" / "Models" / "demo",
+                           _PACKAGE / "_resources" / "Models" / "demo") if folder.is_dir()),
     _PACKAGE.parent / "Resources" / "Models" / "demo",
 )
 

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 
+from .. import defaults
 from ..analysis.level_sources import load_level_source
 from ..analysis.levels import LevelSource
 from ..contrasts import contrast_from_description, guess_contrast
@@ -88,10 +90,7 @@ class PanelLogic:
     def check_volume(self, volume: slicer.vtkMRMLScalarVolumeNode | None) -> str:
         """Validate a volume exactly as the command line validates a file; return a description of its grid.
         Raises InputError (one line naming the volume) when it cannot be segmented."""
-        if volume is None:
-            raise InputError(None, "no input volume selected")
-        image = image_from_volume_node(volume)
-        validate_image(image, volume.GetName())
+        image = _checked_image(volume)
         description = format_description(volume.GetName(), describe_image(image))
         logging.info(description)
         return description
@@ -110,14 +109,10 @@ class PanelLogic:
     def build_job(self, p: Parameters, series_description: str = "") -> Job:
         """Write the input volume (its own grid, as Slicer holds it) and any cord ROI to temporary NIfTI files and
         describe the job. The ROI follows the one rule of :mod:`..inference.roi`."""
-        if p.inputVolume is None:
-            raise InputError(None, "no input volume selected")
-        image = image_from_volume_node(p.inputVolume)
-        validate_image(image, p.inputVolume.GetName())
-        source = write_image(image, self._work_path("input.nii.gz"))
+        source = write_image(_checked_image(p.inputVolume), self._work_path("input.nii.gz"))
         contrast = p.contrast
-        if contrast == "auto":  # the temporary file has no BIDS name: guess from the volume here
-            contrast = self.guess_contrast(p.inputVolume, series_description) or "auto"
+        if contrast == defaults.CONTRAST:  # the temporary file has no BIDS name: guess from the volume here
+            contrast = self.guess_contrast(p.inputVolume, series_description) or defaults.CONTRAST
         roi_mask, roi_box = self._roi(p)
         return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
@@ -310,6 +305,15 @@ class PanelLogic:
                           soft_node=p.softMap, levels=self.level_source(p), cord_segment_id=self._cord_segment_id(p),
                           save_seg_nrrd=True, save_nifti=True)
         return sorted(path for path in Path(folder).iterdir() if path.is_file() and not path.name.startswith("."))
+
+
+def _checked_image(volume: slicer.vtkMRMLScalarVolumeNode | None) -> sitk.Image:
+    """The volume as an image, checked as the command line checks a file (InputError naming the volume)."""
+    if volume is None:
+        raise InputError(None, "no input volume selected")
+    image = image_from_volume_node(volume)
+    validate_image(image, volume.GetName())
+    return image
 
 
 def _parse_folds(text: str) -> list[int] | None:

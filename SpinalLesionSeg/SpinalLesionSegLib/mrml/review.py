@@ -1,9 +1,9 @@
 """Lesion review in Slicer: the lesion table, jumping to a lesion and rejecting one (scene and nodes passed in).
 
-Lesions are the connected components of the segment as :func:`..analysis.lesions.analyze_lesions` finds them (18-connected,
-numbered in voxel order), measured by that same function, so a lesion's ID, volume and level here are those of
-the exported statistics. IDs are only valid for the segment content they were computed from: rebuild the table
-after every edit or rejection.
+Lesions are the connected components of the segment as :func:`..analysis.lesions.analyze_lesions` finds them
+(18-connected, numbered in voxel order), measured by that same function, so a lesion's ID, volume and level here are
+those of the exported statistics. IDs are only valid for the segment content they were computed from: rebuild the
+table after every edit or rejection.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from ..errors import InputError
-from ..geometry import set_ijk_to_ras
 from ..analysis.lesions import LesionAnalysis, analyze_lesions, label_components
 from ..analysis.levels import LevelSource, level_name
 from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY
+from ..errors import InputError
+from ..geometry import set_ijk_to_ras
 from .nodes import node_ijk_to_ras
 from .results import check_same_grid, node_array, segment_mask, write_segment_mask
 

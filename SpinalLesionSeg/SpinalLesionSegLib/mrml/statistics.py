@@ -18,14 +18,14 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from ..image_io import array_to_image, write_image
 from ..analysis.lesions import LesionAnalysis
-from ..defaults import LEVEL_MAX_DISTANCE_MM
 from ..analysis.level_sources import discs_from_labelled_points
 from ..analysis.levels import LevelSource
+from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, lesion_rows, level_table, write_report
+from ..defaults import LEVEL_MAX_DISTANCE_MM
+from ..image_io import array_to_image, write_image
 from .nodes import save_segmentation
 from .review import analyze_segment, grid_image
-from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, level_table, lesion_rows, write_report
 
 #: Units shown in the table headers' tooltips (Slicer's column unit labels).
 _UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3")} | {
