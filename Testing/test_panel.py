@@ -100,6 +100,33 @@ def test_run_threshold_reject_accept_and_undo(ran) -> None:
     assert not logic.undo(p) and not logic.can_undo(p)
 
 
+def test_review_table_row_i_is_lesion_i_and_cannot_be_edited(ran) -> None:
+    """With column titles as headers, Slicer's table view shows table row i as view row i
+    (qMRMLTableModel.cxx:651 at v5.10.0); without them view row 0 is the header and every action is off by one."""
+    logic, p, _ = ran
+    table = logic.review_table(p)
+    assert table.GetUseColumnTitleAsColumnHeader() and table.GetLocked()
+    assert [int(table.GetCellText(row, 0)) for row in range(table.GetNumberOfRows())] == list(
+        range(1, table.GetNumberOfRows() + 1))
+    np.testing.assert_allclose(logic.lesion_position(p, 2), [float(table.GetCellText(1, table.GetColumnIndex(
+        f"centroid_{axis}_mm"))) for axis in "ras"], atol=1e-3)  # the table holds text
+
+
+def test_threshold_preview_commits_nothing_until_release(ran) -> None:
+    logic, p, _ = ran
+    before = _lesion_mask(p)
+    for value in (0.2, 0.25, 0.3):  # a drag
+        logic.preview_threshold(p, value)
+    display = p.softMap.GetDisplayNode()
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(0.3)
+    np.testing.assert_array_equal(_lesion_mask(p), before)
+    assert not logic.can_undo(p)
+    logic.apply_threshold(p, 0.3)  # the release: one undo step
+    assert not display.GetApplyThreshold()
+    assert logic.undo(p) and not logic.can_undo(p)
+    np.testing.assert_array_equal(_lesion_mask(p), before)
+
+
 def test_levels_statistics_and_export(ran, mrml_scene, phantom, tmp_path: Path) -> None:
     logic, p, _ = ran
     table = logic.review_table(p)
@@ -111,8 +138,17 @@ def test_levels_statistics_and_export(ran, mrml_scene, phantom, tmp_path: Path) 
 
     nodes = logic.compute_statistics(p)
     assert nodes.lesions.GetNumberOfRows() == table.GetNumberOfRows()
-    names = {path.name for path in logic.export(p, tmp_path)}
+    tables = mrml_scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    again = logic.compute_statistics(p)
+    assert again.lesions.GetID() == nodes.lesions.GetID() and again.chart.GetID() == nodes.chart.GetID()
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables, "statistics nodes are reused"
+    assert again.chart.GetNumberOfPlotSeriesNodes() == 1
+
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    written = logic.export(p, tmp_path)
+    names = {path.name for path in written}
     assert {"lesions.csv", "levels.csv", "summary.json"} <= names and any(n.endswith(".seg.nrrd") for n in names)
+    assert "notes.txt" not in names and all(path.is_file() for path in written)
 
 
 def test_review_state_survives_a_scene_save_and_reload(ran, mrml_scene, tmp_path: Path) -> None:
@@ -171,6 +207,38 @@ def test_panel_and_command_line_use_the_same_roi(mrml_scene, t2_path: Path, tmp_
     tight = box_from_mask(image_from_volume_node(cord_node), 0.0)
     np.testing.assert_allclose(np.subtract(tight.ras_min, panel_roi["ras_min_mm"]), [3.0, 5.0, 7.0], atol=1e-3)
     np.testing.assert_allclose(np.subtract(panel_roi["ras_max_mm"], tight.ras_max), [4.0, 6.0, 8.0], atol=1e-3)
+
+
+def test_results_belong_to_the_volume_the_job_ran_on(mrml_scene, phantom) -> None:
+    logic = PanelLogic(mrml_scene)
+    volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
+    other = volume_node_from_image(mrml_scene, phantom.image, "another scan")
+    p = _parameters(volume)
+    try:
+        logic.run(p)
+        p.inputVolume = other  # the user selects another volume while the job runs
+        logic.load_results(p, logic.wait(300))
+    finally:
+        logic.stop_worker()
+    assert p.inputVolume is volume and p.segmentation.GetName() == "phantom_T2w lesions"
+
+
+def test_a_transformed_markups_roi_is_taken_in_the_volume_frame(mrml_scene, phantom) -> None:
+    """The job's input file holds the volume's voxels in the volume's own frame: a world-space ROI is mapped there."""
+    import vtk
+
+    volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
+    shift = mrml_scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 20.0)  # the volume is shown 20 mm to the right of its own frame
+    shift.SetMatrixTransformToParent(matrix)
+    volume.SetAndObserveTransformNodeID(shift.GetID())
+    roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    roi.SetCenter(21.0, 2.0, 3.0)  # around the shifted volume: (1, 2, 3) in the volume's frame
+    roi.SetSize(10.0, 20.0, 30.0)
+    job = PanelLogic(mrml_scene).build_job(_parameters(volume, roiNode=roi, roiMarginMm=0.0))
+    np.testing.assert_allclose(job.roi_box.ras_min_mm, [1 - 5, 2 - 10, 3 - 15], atol=1e-6)
+    np.testing.assert_allclose(job.roi_box.ras_max_mm, [1 + 5, 2 + 10, 3 + 15], atol=1e-6)
 
 
 def test_a_markups_roi_becomes_its_bounds_plus_the_margin(mrml_scene, phantom) -> None:

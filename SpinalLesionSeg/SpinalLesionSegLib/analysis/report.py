@@ -50,13 +50,20 @@ LEVEL_COLUMNS = ("level", "lesion_count", "lesions_touching", "volume_mm3", "sof
 
 @dataclass(frozen=True)
 class StatsOutputs:
-    """Paths written by :func:`run_stats` and the summary written to ``summary.json``."""
+    """Paths written by :func:`run_stats` and the summary written to ``summary.json``; ``extra_files``: other
+    files written beside them (the Slicer export's segmentation files)."""
 
     lesions_csv: Path
     levels_csv: Path
     summary_json: Path
     label_image: Path
     summary: dict
+    extra_files: tuple[Path, ...] = ()
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file written, in a stable order."""
+        return [self.lesions_csv, self.levels_csv, self.summary_json, self.label_image, *self.extra_files]
 
 
 def read_mask(path: str | os.PathLike[str]) -> sitk.Image:

@@ -17,6 +17,7 @@ whose messages the GUI collects with :meth:`PanelLogic.poll` from a timer.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 import slicer
+import vtk
 
 from .. import defaults
 from ..analysis.level_sources import load_level_source
@@ -78,6 +80,7 @@ class PanelLogic:
         self.default_python = default_python or sys.executable
         self.client: WorkerClient | None = None
         self.work_dir: Path | None = None
+        self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
 
     def _work_path(self, name: str) -> Path:
@@ -128,9 +131,7 @@ class PanelLogic:
         if node.IsA("vtkMRMLSegmentationNode"):
             mask = labelmap_from_segmentation(node, p.inputVolume)
             return str(write_image(mask, self._work_path("roi_mask.nii.gz"))), None
-        bounds = [0.0] * 6
-        node.GetRASBounds(bounds)
-        box = box_from_bounds(bounds, float(p.roiMarginMm), node.GetName())
+        box = box_from_bounds(_bounds_in_volume_frame(node, p.inputVolume), float(p.roiMarginMm), node.GetName())
         return None, RoiBox(box.ras_min, box.ras_max)
 
     def worker_python(self, p: Parameters | None) -> str:
@@ -140,6 +141,7 @@ class PanelLogic:
     def run(self, p: Parameters, series_description: str = "") -> str:
         """Submit a job to the persistent worker (started on first use); return the job id."""
         job = self.build_job(p, series_description)
+        self._job_volume = p.inputVolume  # the results belong to this volume, whatever is selected when they arrive
         python = self.worker_python(p)
         if self.client is None or self.client.python != python:
             self.stop_worker()
@@ -184,6 +186,7 @@ class PanelLogic:
         """Build the soft-map volume and the lesion segmentation from the worker's outputs (a fresh review);
         return where the views should jump (the largest lesion's centroid, RAS mm), or None without lesions."""
         outputs = result.results[0]["outputs"]
+        p.inputVolume = self._job_volume or p.inputVolume
         name = p.inputVolume.GetName()
         p.softMap = show_soft_map(self.scene, read_image(outputs["lesion_soft"]), f"{name} lesion probability")
         cord = read_image(outputs["sc_seg"]) if "sc_seg" in outputs else None
@@ -213,8 +216,18 @@ class PanelLogic:
     def lesion_segment_edited(self, p: Parameters) -> bool:
         return segment_was_edited(p.segmentation, lesion_segment_id(p.segmentation))
 
+    @staticmethod
+    def preview_threshold(p: Parameters, threshold: float) -> None:
+        """While the slider is dragged: show only the soft-map voxels >= ``threshold`` (display only, instant;
+        nothing is committed and no undo step is used until :meth:`apply_threshold` at release)."""
+        display = p.softMap.GetDisplayNode()
+        display.SetThreshold(threshold, 1.0)
+        display.SetApplyThreshold(1)
+
     def apply_threshold(self, p: Parameters, threshold: float, overwrite: bool = True) -> None:
-        """Re-binarise from the soft map (no model run): in place (undoable), or as a new segment beside edits."""
+        """Re-binarise from the soft map (no model run), ending any preview: in place (one undo step), or as a new
+        segment beside edits."""
+        p.softMap.GetDisplayNode().SetApplyThreshold(0)
         if overwrite:
             self._save_undo(p)
             rethreshold_lesion_segment(p.segmentation, lesion_segment_id(p.segmentation), p.softMap, threshold,
@@ -229,6 +242,8 @@ class PanelLogic:
         table = lesion_review_table(self.scene, p.segmentation, lesion_segment_id(p.segmentation), p.softMap,
                                     p.inputVolume, levels=self.level_source(p), table=existing)
         table.SetName(f"{p.inputVolume.GetName()} lesion review")
+        table.SetUseColumnTitleAsColumnHeader(True)  # else the view's row 0 is the header: row i would be lesion i
+        table.SetLocked(True)  # a view of the segment: edits go through reject/accept
         p.segmentation.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
         mark_accepted(table, read_review_state(p.segmentation))
         return table
@@ -296,15 +311,28 @@ class PanelLogic:
         analysis = analyze_segment(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
                                    soft_node=p.softMap, levels=source, cord_segment_id=self._cord_segment_id(p))
         return statistics_nodes(self.scene, analysis, source, p.inputVolume.GetName(),
-                                with_cord=self._cord_segment_id(p) is not None)
+                                with_cord=self._cord_segment_id(p) is not None, owner=p.segmentation)
 
     def export(self, p: Parameters, folder: Path) -> list[Path]:
         """Write lesions.csv, levels.csv, summary.json (as the command line) and the corrected segmentation
-        (.seg.nrrd and NIfTI) into ``folder``; return the files there."""
-        export_statistics(folder, p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
+        (.seg.nrrd and NIfTI) into ``folder``; return the files written."""
+        return export_statistics(folder, p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
                           soft_node=p.softMap, levels=self.level_source(p), cord_segment_id=self._cord_segment_id(p),
-                          save_seg_nrrd=True, save_nifti=True)
-        return sorted(path for path in Path(folder).iterdir() if path.is_file() and not path.name.startswith("."))
+                          save_seg_nrrd=True, save_nifti=True).files
+
+
+def _bounds_in_volume_frame(roi: slicer.vtkMRMLNode, volume: slicer.vtkMRMLScalarVolumeNode) -> list[float]:
+    """The ROI's RAS bounds (mm) in the volume's own frame: its world bounds mapped through the inverse of the
+    volume's parent transform (the volume's voxels, and so the job's input file, are in that frame)."""
+    bounds = [0.0] * 6
+    roi.GetRASBounds(bounds)  # world coordinates: the ROI's own parent transforms applied
+    if volume.GetParentTransformNode() is None:
+        return bounds
+    world_to_volume = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volume.GetParentTransformNode(), world_to_volume)
+    corners = np.array([world_to_volume.TransformPoint(corner) for corner in itertools.product(
+        bounds[0:2], bounds[2:4], bounds[4:6])])
+    return [value for axis in range(3) for value in (corners[:, axis].min(), corners[:, axis].max())]
 
 
 def _checked_image(volume: slicer.vtkMRMLScalarVolumeNode | None) -> sitk.Image:

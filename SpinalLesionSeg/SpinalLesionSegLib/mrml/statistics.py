@@ -8,6 +8,7 @@ lesions.csv / levels.csv / summary.json agree with ``spinal-lesion-seg stats`` t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -67,31 +68,46 @@ class StatisticsNodes:
     chart_table: slicer.vtkMRMLTableNode
 
 
+def _owned_node(scene: slicer.vtkMRMLScene, owner: slicer.vtkMRMLNode | None, role: str, node_class: str,
+                name: str) -> slicer.vtkMRMLNode:
+    """The node ``owner`` references under ``role`` (reused, so recomputing does not pile up nodes), or a new one
+    that it then references; a new node every time without an owner."""
+    role = f"SpinalLesionSeg.{role}"
+    node = owner.GetNodeReference(role) if owner is not None else None
+    if node is None or not node.IsA(node_class):
+        node = scene.AddNewNodeByClass(node_class, name)
+        if owner is not None:
+            owner.SetNodeReferenceID(role, node.GetID())
+    return node
+
+
 def statistics_nodes(scene: slicer.vtkMRMLScene, analysis: LesionAnalysis, source: LevelSource | None,
-                     name: str, with_cord: bool = False) -> StatisticsNodes:
+                     name: str, with_cord: bool = False, owner: slicer.vtkMRMLNode | None = None) -> StatisticsNodes:
     """Table nodes with the rows of lesions.csv and levels.csv (levels in anatomical order, then unassigned) and
-    a bar chart of lesion volume (mm3) per level.
+    a bar chart of lesion volume (mm3) per level; with an ``owner`` (the segmentation), the nodes it references
+    from an earlier call are refreshed instead of new ones added.
 
     The chart reads its own small table (``level_order`` 1..n as X, ``level`` as bar labels, ``volume_mm3`` as Y):
     a scatter-bar series needs a numeric X column, and levels.csv has none.
     """
-    lesions = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} lesion statistics")
+    lesions = _owned_node(scene, owner, "LesionStatistics", "vtkMRMLTableNode", f"{name} lesion statistics")
     _fill_table(lesions, LESION_COLUMNS, lesion_rows(analysis, with_cord))
     level_rows = level_table(analysis, source)
-    levels = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} level statistics")
+    levels = _owned_node(scene, owner, "LevelStatistics", "vtkMRMLTableNode", f"{name} level statistics")
     _fill_table(levels, LEVEL_COLUMNS, level_rows)
-    chart_table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} volume per level")
+    chart_table = _owned_node(scene, owner, "VolumePerLevelTable", "vtkMRMLTableNode", f"{name} volume per level")
     _fill_table(chart_table, ("level_order", "level", "volume_mm3"),
                 [{"level_order": n, "level": row["level"], "volume_mm3": row["volume_mm3"]}
                  for n, row in enumerate(level_rows, start=1)])
-    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} lesion volume")
+    series = _owned_node(scene, owner, "VolumePerLevelSeries", "vtkMRMLPlotSeriesNode", f"{name} lesion volume")
     series.SetAndObserveTableNodeID(chart_table.GetID())
     series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatterBar)
     series.SetXColumnName("level_order")
     series.SetYColumnName("volume_mm3")
     series.SetLabelColumnName("level")
     series.SetColor(0.9, 0.15, 0.15)
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} volume per level")
+    chart = _owned_node(scene, owner, "VolumePerLevelChart", "vtkMRMLPlotChartNode", f"{name} volume per level")
+    chart.RemoveAllPlotSeriesNodeIDs()
     chart.AddAndObservePlotSeriesNodeID(series.GetID())
     chart.SetTitle("Lesion volume per vertebral level")
     chart.SetXAxisTitle("Vertebral level (superior to inferior, then unassigned)")
@@ -141,9 +157,10 @@ def export_statistics(out_dir: str | os.PathLike[str], segmentation: slicer.vtkM
         inputs["cord"] = {"node": segmentation.GetName(), "segment": cord_segment_id}
     outputs = write_report(analysis, reference, out, stem, source=levels, with_cord=cord_segment_id is not None,
                            inputs=inputs, max_distance_mm=max_distance_mm)
+    extra = []
     if save_seg_nrrd:
-        save_segmentation(segmentation, out / f"{stem}.seg.nrrd")
+        extra.append(save_segmentation(segmentation, out / f"{stem}.seg.nrrd"))
     if save_nifti:
         mask = (analysis.labels != 0).astype(np.uint8)
-        write_image(sitk.Cast(array_to_image(mask, reference), sitk.sitkUInt8), out / f"{stem}.nii.gz")
-    return outputs
+        extra.append(write_image(sitk.Cast(array_to_image(mask, reference), sitk.sitkUInt8), out / f"{stem}.nii.gz"))
+    return dataclasses.replace(outputs, extra_files=tuple(extra))
