@@ -17,15 +17,29 @@ MODULE_DIR = REPO_ROOT / "SpinalLesionSeg"
 DATA_DIR = Path(os.environ.get("SPINAL_LESION_SEG_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real-MRI folder; skips (or fails when SPINAL_LESION_SEG_REQUIRE_DATA=1) if it is missing."""
-    if not DATA_DIR.is_dir():
-        message = f"real test data not found at {DATA_DIR}"
+REFERENCE_DIR = DATA_DIR.parent / "reference"
+
+
+def _required(folder: Path, what: str) -> Path:
+    """``folder``, or a skip (a failure when SPINAL_LESION_SEG_REQUIRE_DATA=1, as in CI) when it is missing."""
+    if not folder.is_dir():
+        message = f"{what} not found at {folder}"
         if os.environ.get("SPINAL_LESION_SEG_REQUIRE_DATA") == "1":
             pytest.fail(message + " (SPINAL_LESION_SEG_REQUIRE_DATA=1)")
         pytest.skip(message)
-    return DATA_DIR
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-MRI folder; skips (or fails when SPINAL_LESION_SEG_REQUIRE_DATA=1) if it is missing."""
+    return _required(DATA_DIR, "real test data")
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """``../shared/reference`` (Slicer's schemas, index rules and terminology codes, sources named there)."""
+    return _required(REFERENCE_DIR, "shared reference material")
 
 
 @pytest.fixture(scope="session")

@@ -271,3 +271,14 @@ def test_check_volume_describes_a_good_volume_and_refuses_nan_in_one_line(mrml_s
     assert str(caught.value).startswith("bad: ") and "\n" not in str(caught.value)
     with pytest.raises(InputError, match="no input volume"):
         logic.check_volume(None)
+
+
+def test_the_self_tests_workflow_runs_headless(mrml_scene, phantom, tmp_path: Path) -> None:
+    """The module's self-test calls this same check inside Slicer; here it runs on every test run."""
+    from SpinalLesionSegLib.mrml.workflow_check import run_workflow_check
+
+    logic = PanelLogic(mrml_scene)
+    try:
+        run_workflow_check(logic, _parameters(None), phantom.image, phantom.levels, tmp_path)
+    finally:
+        logic.stop_worker()

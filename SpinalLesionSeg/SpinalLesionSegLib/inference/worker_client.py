@@ -38,8 +38,9 @@ def start_package_process(python: str, args: list[str], env: dict[str, str] | No
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     options: dict[str, Any] = {}
-    if os.name == "nt":
-        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+    if os.name == "nt":  # its own process group, and no console window popping up beside Slicer
+        options["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+                                    | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
     else:
         options["start_new_session"] = True  # its own process group: one signal reaches the whole tree
     return subprocess.Popen([python, *args], stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -64,10 +65,11 @@ class BackgroundCommand:
     """A ``spinal-lesion-seg`` command (e.g. ``models install``) run in the background; :meth:`poll` returns its
     new output lines and never blocks. Used by the panel for downloads that take minutes."""
 
-    def __init__(self, python: str | os.PathLike[str] | None, args: list[str]) -> None:
+    def __init__(self, python: str | os.PathLike[str] | None, args: list[str],
+                 env: dict[str, str] | None = None) -> None:
         self.args = list(args)
         self.process = start_package_process(os.fspath(python) if python else sys.executable,
-                                             ["-m", "SpinalLesionSegLib", *args])
+                                             ["-m", "SpinalLesionSegLib", *args], env)
         self._lines: queue.Queue[str] = queue.Queue()
         self._readers = [threading.Thread(target=self._read, args=(stream,), daemon=True)
                          for stream in (self.process.stdout, self.process.stderr)]

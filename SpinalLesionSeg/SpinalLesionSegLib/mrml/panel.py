@@ -73,11 +73,15 @@ Parameters = Any  # the module's parameter node, or any object with its attribut
 
 class PanelLogic:
     """The panel's orchestration. ``scene``: the MRML scene; ``default_python``: the worker's interpreter when
-    ``p.pythonPath`` is empty (Slicer's ``PythonSlicer``; this interpreter by default)."""
+    ``p.pythonPath`` is empty (Slicer's ``PythonSlicer``; this interpreter by default); ``external_env``: the
+    environment for another interpreter (in Slicer, ``slicer.util.startupEnvironment()``: without Slicer's
+    PYTHONHOME and PYTHONPATH, which would make a lab's Python load Slicer's packages)."""
 
-    def __init__(self, scene: slicer.vtkMRMLScene, default_python: str | None = None) -> None:
+    def __init__(self, scene: slicer.vtkMRMLScene, default_python: str | None = None,
+                 external_env: dict[str, str] | None = None) -> None:
         self.scene = scene
         self.default_python = default_python or sys.executable
+        self.external_env = external_env
         self.client: WorkerClient | None = None
         self.work_dir: Path | None = None
         self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
@@ -138,6 +142,10 @@ class PanelLogic:
         """The interpreter for the worker and install commands: the panel's setting, else the default."""
         return (p.pythonPath.strip() if p is not None else "") or self.default_python
 
+    def _env(self, python: str) -> dict[str, str] | None:
+        """The environment of a process run by ``python``: ours for our own interpreter, else the external one."""
+        return None if python == self.default_python else self.external_env
+
     def run(self, p: Parameters, series_description: str = "") -> str:
         """Submit a job to the persistent worker (started on first use); return the job id."""
         job = self.build_job(p, series_description)
@@ -145,7 +153,7 @@ class PanelLogic:
         python = self.worker_python(p)
         if self.client is None or self.client.python != python:
             self.stop_worker()
-            self.client = WorkerClient(python)
+            self.client = WorkerClient(python, self._env(python))
         return self.client.submit(job)
 
     def poll(self) -> list[Message]:
@@ -209,7 +217,8 @@ class PanelLogic:
         """``spinal-lesion-seg models install NAME [--from SOURCE ...]`` in the background (downloads take
         minutes; checksums are verified), with the worker's interpreter."""
         args = ["models", "install", name, *[arg for source in sources for arg in ("--from", source)]]
-        return BackgroundCommand(self.worker_python(p), args)
+        python = self.worker_python(p)
+        return BackgroundCommand(python, args, self._env(python))
 
     # --- threshold, review and undo --------------------------------------------------------------------------
 

@@ -36,8 +36,11 @@ CORD_COLOR = (0.95, 0.85, 0.55)
 THRESHOLD_SEGMENT_COLOR = (1.0, 0.6, 0.1)
 #: Terminology entries in Slicer's serialised format (``context~category~type~typeModifier~anatomicContext~
 #: anatomicRegion~anatomicRegionModifier``, codes as ``scheme^value^meaning``), as the Segment Editor writes them.
-LESION_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
-                      "~SCT^49755003^Morphologically Altered Structure~SCT^52988006^Lesion~^^"
+#: Both name entries that exist in Slicer 5.10's terminology files (checked by Testing/test_slicer_module.py): no
+#: list has a plain "Lesion" type, and an MS plaque is inflammatory demyelination, so the lesion is "Inflammation"
+#: (Morphologically Altered Structure) of the spinal cord; the segment keeps the name "MS lesion".
+LESION_TERMINOLOGY = ("Segmentation category and type - DICOM master list"
+                      "~SCT^49755003^Morphologically Altered Structure~SCT^23583003^Inflammation~^^"
                       "~Anatomic codes - DICOM master list~SCT^2748008^Spinal cord~^^")
 CORD_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
                     "~SCT^123037004^Anatomical Structure~SCT^2748008^Spinal cord~^^"
