@@ -25,6 +25,7 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
 # Python 3.9-safe modules only above the version check (Slicer 5.8 ships Python 3.9; the core needs 3.10).
 from SpinalLesionSegLib import __version__, defaults, slicer_requirements
 from SpinalLesionSegLib.contrasts import contrast_label
@@ -37,11 +38,8 @@ else:
     from SpinalLesionSegLib.errors import InputError
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
     from SpinalLesionSegLib.mrml.panel import PanelLogic
+    from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
-
-#: Islands effect minimum size for lesions, in voxels (Slicer's default of 1000 would delete every lesion).
-ISLANDS_MINIMUM_SIZE = 3
-POLL_INTERVAL_MS = 200
 
 
 class SpinalLesionSeg(ScriptedLoadableModule):
@@ -57,7 +55,8 @@ class SpinalLesionSeg(ScriptedLoadableModule):
             "Segment multiple sclerosis lesions in spinal cord MRI with the published nnU-Net models "
             "(Benveniste et al. 2026 and siblings), correct them in the Segment Editor and report lesion counts "
             "and volumes per vertebral level. Version {version}. "
-            '<a href="https://github.com/SpinalLesionSeg/SpinalLesionSeg/blob/main/docs/user-guide.md">User guide</a>.'
+            '<a href="https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg/blob/main/docs/user-guide.md">'
+            "User guide</a>."
         ).format(version=__version__)
         self.parent.acknowledgementText = _(
             "Models by the NeuroPoly lab (Polytechnique Montreal) and collaborators; nnU-Net by the MIC group of the "
@@ -96,7 +95,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = self._lastThreshold = self._command = None
         self.timer = qt.QTimer()
-        self.timer.setInterval(POLL_INTERVAL_MS)
+        self.timer.setInterval(defaults.POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
 
     def setup(self) -> None:
@@ -349,7 +348,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setActiveEffectByName("Islands")
         effect = editor.activeEffect()
         if effect:
-            effect.setParameter("MinimumSize", str(ISLANDS_MINIMUM_SIZE))
+            effect.setParameter("MinimumSize", str(defaults.ISLANDS_MINIMUM_SIZE_VOXELS))
         editor.setActiveEffect(None)
 
     def _refreshReviewTable(self) -> None:
@@ -398,7 +397,7 @@ class SpinalLesionSegLogic(ScriptedLoadableModuleLogic, PanelLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         PanelLogic.__init__(self, slicer.mrmlScene, shutil.which("PythonSlicer") or sys.executable,
-                            slicer.util.startupEnvironment())
+                            slicer.util.startupEnvironment(), QtWorkerClient)
 
     def getParameterNode(self) -> SpinalLesionSegParameterNode:
         return SpinalLesionSegParameterNode(super().getParameterNode())

@@ -1,4 +1,5 @@
-"""Static checks of the Slicer extension's packaging: CMake lists, .s4ext/.json metadata, the .ui and the module.
+"""Static checks of the Slicer extension's packaging: CMake lists, the .ui and the module (the .s4ext/.json
+metadata: test_extension_metadata.py).
 
 A file missing from the module's CMakeLists.txt is missing from the packaged extension while a developer checkout
 still works, and a widget name used in the module but absent from the .ui fails only when a user opens the panel:
@@ -8,7 +9,6 @@ these tests catch both before a user does.
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shutil
 import subprocess
@@ -19,11 +19,6 @@ from pathlib import Path
 import pytest
 from conftest import MODULE_DIR, REPO_ROOT
 from PIL import Image
-
-S4EXT_KEYWORDS = {
-    "scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors", "category",
-    "iconurl", "status", "description", "screenshoturls", "enabled",
-}
 
 
 def cmake_set_lists(cmake_text: str) -> dict[str, list[str]]:
@@ -65,52 +60,6 @@ def test_module_cmake_builds_a_scripted_module_with_its_self_test() -> None:
     assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
     assert re.search(r"slicer_add_python_unittest\(\s*SCRIPT\s+\$\{MODULE_NAME\}\.py", text)
     assert cmake_set_lists(text)["MODULE_NAME"] == ["SpinalLesionSeg"]
-
-
-def parse_s4ext(text: str) -> dict[str, str]:
-    """One ``keyword value`` per non-comment line; raises ValueError on anything else."""
-    entries: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        keyword, _, value = stripped.partition(" ")
-        if not re.fullmatch(r"[a-z_]+", keyword) or keyword in entries:
-            raise ValueError(f"line {number}: bad or repeated keyword {keyword!r}")
-        entries[keyword] = value.strip()
-    return entries
-
-
-def test_s4ext_json_and_cmake_agree() -> None:
-    s4ext_files = list(REPO_ROOT.glob("*.s4ext"))
-    assert [p.name for p in s4ext_files] == ["SpinalLesionSeg.s4ext"]
-    s4ext = parse_s4ext(s4ext_files[0].read_text())
-    assert S4EXT_KEYWORDS <= set(s4ext), f"missing: {S4EXT_KEYWORDS - set(s4ext)}"
-
-    cmake_text = (REPO_ROOT / "CMakeLists.txt").read_text()
-    project = re.search(r"project\(\s*(\w+)", cmake_text).group(1)
-    settings = {m.group(1): m.group(2) for m in re.finditer(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', cmake_text)}
-    index_entry = json.loads((REPO_ROOT / f"{project}.json").read_text())
-
-    assert s4ext_files[0].stem == project == "SpinalLesionSeg"
-    assert not project.lower().startswith("slicer")
-    assert {"$schema", "category", "scm_url"} <= set(index_entry)
-    assert s4ext["category"] == settings["EXTENSION_CATEGORY"] == index_entry["category"] == "Segmentation"
-    assert s4ext["homepage"] == settings["EXTENSION_HOMEPAGE"]
-    assert s4ext["scmurl"] == index_entry["scm_url"]
-    assert s4ext["depends"].split() == settings["EXTENSION_DEPENDS"].split() == index_entry["build_dependencies"]
-    assert "PyTorch" in index_entry["build_dependencies"]
-    assert s4ext["iconurl"] == settings["EXTENSION_ICONURL"]
-    assert settings["EXTENSION_ICONURL"].endswith("Resources/Icons/SpinalLesionSeg.png")
-    for key in ("EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_SCREENSHOTURLS"):
-        assert settings.get(key), key
-    assert "add_subdirectory(SpinalLesionSeg)" in cmake_text
-    assert (REPO_ROOT / "LICENSE").read_text().split()[:2] == ["Apache", "License"]
-
-
-def test_s4ext_parser_rejects_repeated_keywords() -> None:
-    with pytest.raises(ValueError):
-        parse_s4ext("scm git\nscm svn\n")
 
 
 def _ui_widget_names(ui_path: Path) -> set[str]:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import slicer
-
+from conftest import MODULE_DIR
 from SpinalLesionSegLib import slicer_requirements
+from SpinalLesionSegLib.inference.worker_client import WORKER_ARGS
 from SpinalLesionSegLib.mrml.panel import PanelLogic
 from SpinalLesionSegLib.mrml.results import CORD_TERMINOLOGY, LESION_TERMINOLOGY
-
-from conftest import MODULE_DIR
 
 MODULE_FILE = MODULE_DIR / "SpinalLesionSeg.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "SpinalLesionSeg.ui"
@@ -29,7 +28,8 @@ def _module_tree() -> ast.Module:
 
 
 def _parameter_annotations() -> dict[str, ast.expr]:
-    parameters = next(n for n in _module_tree().body if isinstance(n, ast.ClassDef) and n.name.endswith("ParameterNode"))
+    parameters = next(n for n in _module_tree().body
+                      if isinstance(n, ast.ClassDef) and n.name.endswith("ParameterNode"))
     return {n.target.id: n.annotation for n in parameters.body if isinstance(n, ast.AnnAssign)}
 
 
@@ -205,3 +205,15 @@ def test_module_imports_the_core_only_after_the_version_check() -> None:
     gate = next(n for n in tree.body if isinstance(n, ast.If) and "VERSION_PROBLEM" in ast.unparse(n.test))
     guarded = {n.module for n in ast.walk(gate) if isinstance(n, ast.ImportFrom)}
     assert "SpinalLesionSegLib.mrml.panel" in guarded
+
+
+def test_slicer_reads_the_worker_through_qt_signals_and_never_waits() -> None:
+    """Reader threads starve in Slicer (PythonQt keeps the GIL in Qt's event loop): QProcess signals instead, as
+    SlicerNNUnet does; stopping schedules the kill on a timer instead of waiting."""
+    source = (LIB / "mrml" / "qt_worker.py").read_text()
+    for signal in ("readyReadStandardOutput()", "readyReadStandardError()", "finished(int,QProcess::ExitStatus)"):
+        assert f'"{signal}"' in source
+    assert "waitForFinished" not in source and "qt.QTimer.singleShot" in source
+    assert "--exit-with-parent" in WORKER_ARGS
+    tree = _module_tree()
+    assert "QtWorkerClient" in ast.unparse(tree) and "threading" not in MODULE_FILE.read_text()

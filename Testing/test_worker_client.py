@@ -104,3 +104,67 @@ def test_background_command_reports_output_and_exit_code() -> None:
     while (result := failing.poll())[1] is None:
         time.sleep(0.05)
     assert result[1] == 2
+
+
+def test_the_session_decodes_lines_tracks_jobs_and_reports_a_death() -> None:
+    """The bookkeeping both transports share (reader threads here, QProcess signals in Slicer)."""
+    from SpinalLesionSegLib.inference.protocol import Log
+    from SpinalLesionSegLib.inference.worker_client import WorkerSession
+
+    session = WorkerSession()
+    job_id, line = session.job_line(Job(inputs=["a.nii.gz"], output_dir="out"))
+    assert line.endswith("\n") and Job.from_json(line).id == job_id and session.busy
+    session.stdout_line('{"type": "progress", "stage": "predict fold 0", "fraction": 0.5, "id": "%s"}\n' % job_id)
+    session.stdout_line("not a protocol line\n")
+    session.stderr_line("RuntimeError: CUDA out of memory\n")
+    session.exited(1)
+    messages = session.poll()
+    assert isinstance(messages[0], Progress) and isinstance(messages[1], Log)
+    assert isinstance(messages[2], Error) and "exit code 1" in messages[2].message
+    assert messages[2].log == ["RuntimeError: CUDA out of memory"] and not session.busy
+    session.exited(0)
+    assert session.poll() == []
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc (Linux)")
+def test_the_worker_ends_with_the_launcher_that_started_it() -> None:
+    """Slicer's PythonSlicer is a launcher running the real interpreter as a child; a Qt process can kill only the
+    launcher. A shell stands in for it here: killing it must end the worker (--exit-with-parent)."""
+    import signal
+    import subprocess
+    import sys
+
+    from SpinalLesionSegLib.inference.worker_client import WORKER_ARGS, package_environment
+
+    command = " ".join([sys.executable, *WORKER_ARGS]) + "; true"  # '; true': the shell keeps the worker a child
+    launcher = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=package_environment())
+    try:
+        deadline = time.monotonic() + 30
+        while not _children(launcher.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (worker,) = _children(launcher.pid)
+        time.sleep(1.0)  # the worker is up and serving
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = Path(f"/proc/{worker}/stat").read_text().split()[2] if Path(f"/proc/{worker}").exists() else "gone"
+        assert state in ("gone", "Z"), f"the worker outlived its launcher (state {state})"
+    finally:
+        launcher.kill()
+
+
+def test_stopping_never_blocks_the_caller(tmp_path: Path) -> None:
+    """Closing the scene stops the worker: the GUI must not wait for the job in hand."""
+    client = WorkerClient()
+    client.submit(Job(inputs=[], output_dir=str(tmp_path)))
+    started = time.monotonic()
+    client.stop()
+    assert time.monotonic() - started < 0.5 and not client.running

@@ -47,3 +47,10 @@ PHANTOM_CONTRAST = "T2w"
 
 #: Lesions whose mean probability is below this are flagged "check" in the review table: the model was unsure.
 LOW_PROBABILITY = 0.6
+
+#: The Segment Editor's Islands effect minimum size set for lesions (voxels): Slicer's default of 1000 would delete
+#: every lesion.
+ISLANDS_MINIMUM_SIZE_VOXELS = 3
+#: How often the panel collects the worker's messages (ms): often enough for a live progress bar, rare enough to
+#: cost nothing.
+POLL_INTERVAL_MS = 200

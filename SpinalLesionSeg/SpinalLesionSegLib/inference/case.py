@@ -33,7 +33,7 @@ from .predictor import LoadedModel, Prediction, Progress
 from .protocol import Job
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
-CODE_URL = "https://github.com/SpinalLesionSeg/SpinalLesionSeg"
+CODE_URL = "https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg"
 #: What each ensemble rule means, written into the sidecar.
 ENSEMBLE_DEFINITIONS = {
     "mean": "binary = mean lesion probability over folds >= threshold",

@@ -13,7 +13,10 @@ worker's process tree at any moment leaves no partial output file. Exit code: 0 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+import time
 import traceback
 from collections import deque
 from pathlib import Path
@@ -94,6 +97,22 @@ class Worker:
                          device={"name": model.device.name, "reason": model.device.reason}, id=job.id))
 
 
+def _exit_with_parent(period_s: float = 0.25) -> None:
+    """End this process as soon as its parent dies. Slicer's ``PythonSlicer`` is a launcher that runs the real
+    interpreter as its child, and a Qt process can only kill the launcher: without this, Cancel would leave the
+    worker computing. POSIX only (an orphan gets a new parent); on Windows the client kills the whole tree."""
+    if os.name == "nt":
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _read_job(source: str) -> str:
     return sys.stdin.read() if source == "-" else Path(source).read_text()
 
@@ -103,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job", nargs="?", help="job JSON file, or - for stdin")
     parser.add_argument("--serve", action="store_true", help="read one JSON job per line from stdin; keep models")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="end at once when the process that started this one dies (POSIX)")
     args = parser.parse_args(argv)
+    if args.exit_with_parent:
+        _exit_with_parent()
     # Only protocol lines may reach stdout: anything else printed (by nnunetv2, torch) goes to stderr.
     emit = Emitter(sys.stdout)
     sys.stdout = sys.stderr

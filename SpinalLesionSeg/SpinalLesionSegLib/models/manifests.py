@@ -186,7 +186,7 @@ MANIFESTS: Mapping[str, ModelManifest] = MappingProxyType({
             contrasts=("T2w",),  # scripts/train_demo_model.py trains on synthetic T2w phantoms only
             citation="SpinalLesionSeg demo model; for testing and demonstration only, not for clinical images.",
             licence="Apache-2.0 (this project)",
-            homepage="https://github.com/SpinalLesionSeg/SpinalLesionSeg",
+            homepage="https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg",
             bundled_folder=DEMO_MODEL_FOLDER,
         ),
     )

@@ -75,14 +75,16 @@ class PanelLogic:
     """The panel's orchestration. ``scene``: the MRML scene; ``default_python``: the worker's interpreter when
     ``p.pythonPath`` is empty (Slicer's ``PythonSlicer``; this interpreter by default); ``external_env``: the
     environment for another interpreter (in Slicer, ``slicer.util.startupEnvironment()``: without Slicer's
-    PYTHONHOME and PYTHONPATH, which would make a lab's Python load Slicer's packages)."""
+    PYTHONHOME and PYTHONPATH, which would make a lab's Python load Slicer's packages); ``client``: the worker
+    client class (``WorkerClient``, reader threads; in Slicer :class:`.qt_worker.QtWorkerClient`, Qt signals)."""
 
     def __init__(self, scene: slicer.vtkMRMLScene, default_python: str | None = None,
-                 external_env: dict[str, str] | None = None) -> None:
+                 external_env: dict[str, str] | None = None, client: type = WorkerClient) -> None:
         self.scene = scene
         self.default_python = default_python or sys.executable
         self.external_env = external_env
-        self.client: WorkerClient | None = None
+        self.client_class = client
+        self.client: Any = None
         self.work_dir: Path | None = None
         self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
@@ -153,7 +155,7 @@ class PanelLogic:
         python = self.worker_python(p)
         if self.client is None or self.client.python != python:
             self.stop_worker()
-            self.client = WorkerClient(python, self._env(python))
+            self.client = self.client_class(python, self._env(python))
         return self.client.submit(job)
 
     def poll(self) -> list[Message]:
