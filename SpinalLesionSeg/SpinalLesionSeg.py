@@ -36,6 +36,7 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
     PanelLogic = object
 else:
     from SpinalLesionSegLib.errors import InputError
+    from SpinalLesionSegLib.mrml import qt_dialogs
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
@@ -82,6 +83,7 @@ class SpinalLesionSegParameterNode:
     roiMarginMm: Annotated[float, WithinRange(*defaults.ROI_MARGIN_RANGE_MM)] = defaults.ROI_MARGIN_MM
     pythonPath: str = ""
     threshold: Annotated[float, WithinRange(*defaults.THRESHOLD_RANGE)] = defaults.THRESHOLD
+    candidateThreshold: Annotated[float, WithinRange(*defaults.THRESHOLD_RANGE)] = defaults.CANDIDATE_THRESHOLD
     softMap: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
     levelsNode: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLMarkupsFiducialNode, None]
@@ -110,22 +112,26 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = SpinalLesionSegLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        lesions, candidates = self.ui.lesionTableView, self.ui.candidateTableView
         for button, handler in (
                 (self.ui.checkInputButton, self.onCheckInputButton), (self.ui.runButton, self.onRunButton),
                 (self.ui.cancelButton, self.onCancelButton), (self.ui.installModelButton, self.onInstallModelButton),
                 (self.ui.installFromFileButton, self.onInstallFromFileButton),
                 (self.ui.installDependenciesButton, self.onInstallDependenciesButton),
                 (self.ui.correctButton, self.onCorrectButton),
-                (self.ui.rejectLesionButton, lambda: self._reviewStep(self.logic.reject_lesion)),
-                (self.ui.acceptLesionButton, lambda: self._reviewStep(self.logic.accept_lesion)),
-                (self.ui.undoReviewButton, lambda: self._reviewStep(self.logic.undo, onSelected=False)),
+                (self.ui.rejectLesionButton, lambda: self._reviewStep(self.logic.reject_lesion, lesions)),
+                (self.ui.acceptLesionButton, lambda: self._reviewStep(self.logic.accept_lesion, lesions)),
+                (self.ui.undoReviewButton, lambda: self._reviewStep(self.logic.undo)),
+                (self.ui.addCandidateButton, lambda: self._reviewStep(self.logic.add_candidate, candidates)),
                 (self.ui.computeStatisticsButton, self.onComputeStatisticsButton),
                 (self.ui.exportButton, self.onExportButton)):
             button.connect("clicked(bool)", handler)
         # tracking is off in the .ui: valueIsChanging while dragging (preview), valueChanged once at release.
         self.ui.thresholdSliderWidget.connect("valueIsChanging(double)", self.onThresholdDragged)
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
-        self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionClicked)
+        for view in (lesions, candidates):
+            view.connect("clicked(QModelIndex)", lambda index, view=view: self.onTableClicked(view))
+        self.ui.candidateThresholdSliderWidget.connect("valueChanged(double)", lambda value: self._refreshReviewTable())
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         # The model list changes as models are installed, so it is not a fixed Choice: synchronised by hand.
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
@@ -182,8 +188,9 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = running or self._command is not None
         for button in (self.ui.correctButton, self.ui.computeStatisticsButton, self.ui.exportButton):
             button.enabled = hasResult and not running
-        hasRow = hasResult and self._selectedLesionId() is not None
+        hasRow = hasResult and self._selectedRow(self.ui.lesionTableView) is not None
         self.ui.rejectLesionButton.enabled = self.ui.acceptLesionButton.enabled = hasRow
+        self.ui.addCandidateButton.enabled = hasResult and self._selectedRow(self.ui.candidateTableView) is not None
         self.ui.undoReviewButton.enabled = hasResult and self.logic.can_undo(p)
 
     def onInputChanged(self, node) -> None:
@@ -208,33 +215,16 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.addItems(self.logic.model_names(installed=True))
         self.ui.modelComboBox.currentIndex = max(self.ui.modelComboBox.findText(current), 0)
 
-    @staticmethod
-    def _ask(title: str, label: str, items=None) -> str:
-        """A dialog object, not QInputDialog.getItem/getText: those return the current item or text on Cancel
-        and PythonQt gives no ok flag. Returns "" on Cancel."""
-        dialog = qt.QInputDialog(slicer.util.mainWindow())
-        dialog.setWindowTitle(title)
-        dialog.setLabelText(label)
-        if items is not None:
-            dialog.setComboBoxItems(items)
-            dialog.setComboBoxEditable(False)
-        return dialog.textValue().strip() if dialog.exec_() == qt.QDialog.Accepted else ""
-
     def onInstallModelButton(self) -> None:
-        name = self._ask(_("Install model"), _("Model to download (checksums are verified):"),
-                         self.logic.model_names(installed=False))
+        name = qt_dialogs.ask(_("Install model"), _("Model to download (checksums are verified):"),
+                              self.logic.model_names(installed=False))
         if name:
             self._startInstall(name)
 
     def onInstallFromFileButton(self) -> None:
-        paths = qt.QFileDialog.getOpenFileNames(
-            slicer.util.mainWindow(), _("Model zip(s): one per fold for lesion_ms (or cancel to pick a folder)"), "",
-            "Zip archives (*.zip)")
-        if not paths:
-            folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Unzipped nnU-Net model folder"))
-            paths = [folder] if folder else []
-        name = paths and self._ask(_("Install from file"),
-                                   _("Model name (a known model such as lesion_ms, or a new name):"))
+        paths = qt_dialogs.ask_model_sources()
+        name = paths and qt_dialogs.ask(_("Install from file"),
+                                        _("Model name (a known model such as lesion_ms, or a new name):"))
         if name:
             self._startInstall(name, paths)
 
@@ -353,27 +343,30 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _refreshReviewTable(self) -> None:
         self.ui.lesionTableView.setMRMLTableNode(self.logic.review_table(self._parameterNode))
+        self.ui.candidateTableView.setMRMLTableNode(self.logic.candidate_table(self._parameterNode))
 
-    def _selectedLesionId(self) -> Optional[int]:
-        selection = self.ui.lesionTableView.selectionModel()
+    @staticmethod
+    def _selectedRow(view) -> Optional[int]:
+        """The table row of the view's selection (view row = table row: column titles are the header)."""
+        selection = view.selectionModel()
         rows = {index.row() for index in selection.selectedIndexes()} if selection else set()
-        table = self.ui.lesionTableView.mrmlTableNode()
-        return int(table.GetCellText(min(rows), 0)) if rows and table else None
+        return min(rows) if rows and view.mrmlTableNode() else None
 
-    def onLesionClicked(self, index) -> None:
-        lesion = self._selectedLesionId()
-        if lesion is not None:
-            position = self.logic.lesion_position(self._parameterNode, lesion)
+    def onTableClicked(self, view) -> None:
+        row = self._selectedRow(view)
+        if row is not None:
+            position = self.logic.position_in_table(view.mrmlTableNode(), row)
             slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
         self._updateButtons()
 
-    def _reviewStep(self, step, onSelected: bool = True) -> None:
-        """A review step on the selected lesion (or, for undo, on none), then the table refreshed."""
-        lesion = self._selectedLesionId()
-        if onSelected and lesion is None:
+    def _reviewStep(self, step, view=None) -> None:
+        """A review step on the lesion or candidate selected in ``view`` (none for undo); the tables refreshed."""
+        row = self._selectedRow(view) if view is not None else None
+        if view is not None and row is None:
             return
+        target = [] if view is None else [int(view.mrmlTableNode().GetCellText(row, 0))]
         with slicer.util.tryWithErrorDisplay(_("The review step failed."), waitCursor=True):
-            step(self._parameterNode, *([lesion] if onSelected else []))
+            step(self._parameterNode, *target)
             self._refreshReviewTable()
         self._updateButtons()
 

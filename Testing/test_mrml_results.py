@@ -256,8 +256,12 @@ def test_review_table_reject_and_jump(scene, phantom_scene) -> None:
     names = [content.GetColumnName(c) for c in range(content.GetNumberOfColumns())]
     assert names == ["id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
                      "centroid_s_mm"]
-    for row, lesion in enumerate(analysis.lesions):
-        assert content.GetValueByName(row, "id").ToInt() == lesion.id
+    rows = {content.GetValueByName(row, "id").ToInt(): row for row in range(content.GetNumberOfRows())}
+    assert sorted(rows) == [lesion.id for lesion in analysis.lesions]
+    means = [content.GetValueByName(row, "mean_probability").ToDouble() for row in range(content.GetNumberOfRows())]
+    assert means == sorted(means), "the least probable lesions come first"
+    for lesion in analysis.lesions:
+        row = rows[lesion.id]
         assert content.GetValueByName(row, "volume_mm3").ToDouble() == pytest.approx(lesion.volume_mm3)
         mean = node_array(soft_node)[analysis.labels == lesion.id].mean()
         assert content.GetValueByName(row, "mean_probability").ToDouble() == pytest.approx(mean, rel=1e-6)

@@ -36,7 +36,8 @@ def _parameters(volume, **changes) -> SimpleNamespace:
     """The panel's parameters with the module's defaults, as its parameter node holds them."""
     values = dict(inputVolume=volume, contrast=defaults.CONTRAST, model=defaults.MODEL, device="cpu", folds="",
                   tta=False, roiNode=None, roiMarginMm=defaults.ROI_MARGIN_MM, pythonPath="",
-                  threshold=defaults.THRESHOLD, softMap=None, segmentation=None, levelsNode=None)
+                  threshold=defaults.THRESHOLD, candidateThreshold=defaults.CANDIDATE_THRESHOLD, softMap=None,
+                  segmentation=None, levelsNode=None)
     return SimpleNamespace(**{**values, **changes})
 
 
@@ -89,7 +90,9 @@ def test_run_threshold_reject_accept_and_undo(ran) -> None:
     logic.accept_lesion(p, 1)
     refreshed = logic.review_table(p)
     assert refreshed.GetID() == table.GetID(), "the table is refreshed in place, not duplicated"
-    assert refreshed.GetCellText(0, refreshed.GetColumnIndex("flag")) == "accepted"
+    flags = {int(refreshed.GetCellText(row, 0)): refreshed.GetCellText(row, refreshed.GetColumnIndex("flag"))
+             for row in range(refreshed.GetNumberOfRows())}
+    assert flags[1] == "accepted" and list(flags.values()).count("accepted") == 1
 
     assert logic.undo(p)  # the acceptance
     assert not read_review_state(p.segmentation).accepted
@@ -100,16 +103,20 @@ def test_run_threshold_reject_accept_and_undo(ran) -> None:
     assert not logic.undo(p) and not logic.can_undo(p)
 
 
-def test_review_table_row_i_is_lesion_i_and_cannot_be_edited(ran) -> None:
+def test_review_table_row_i_is_the_lesion_shown_in_row_i_and_cannot_be_edited(ran) -> None:
     """With column titles as headers, Slicer's table view shows table row i as view row i
-    (qMRMLTableModel.cxx:651 at v5.10.0); without them view row 0 is the header and every action is off by one."""
+    (qMRMLTableModel.cxx:651 at v5.10.0); without them view row 0 is the header and every action is off by one.
+    Rows run from the least probable lesion up; each row's id is the lesion the actions act on."""
     logic, p, _ = ran
     table = logic.review_table(p)
     assert table.GetUseColumnTitleAsColumnHeader() and table.GetLocked()
-    assert [int(table.GetCellText(row, 0)) for row in range(table.GetNumberOfRows())] == list(
-        range(1, table.GetNumberOfRows() + 1))
-    np.testing.assert_allclose(logic.lesion_position(p, 2), [float(table.GetCellText(1, table.GetColumnIndex(
-        f"centroid_{axis}_mm"))) for axis in "ras"], atol=1e-3)  # the table holds text
+    means = [float(table.GetCellText(row, table.GetColumnIndex("mean_probability")))
+             for row in range(table.GetNumberOfRows())]
+    assert means == sorted(means), "the doubtful lesions come first"
+    for row in range(table.GetNumberOfRows()):
+        lesion = int(table.GetCellText(row, 0))
+        np.testing.assert_allclose(logic.lesion_position(p, lesion), logic.position_in_table(table, row),
+                                   atol=1e-3)  # the table holds text
 
 
 def test_threshold_preview_commits_nothing_until_release(ran) -> None:
@@ -125,6 +132,35 @@ def test_threshold_preview_commits_nothing_until_release(ran) -> None:
     assert not display.GetApplyThreshold()
     assert logic.undo(p) and not logic.can_undo(p)
     np.testing.assert_array_equal(_lesion_mask(p), before)
+
+
+def test_candidates_from_the_soft_map_can_be_added_and_undone(ran) -> None:
+    """A lesion the mask leaves out (here: rejected) is offered as a candidate from the soft map; one click adds
+    it back, with the soft map's extent at the candidate threshold; undo takes it out again."""
+    logic, p, _ = ran
+    rejected = np.array(logic.lesion_position(p, 1))
+    logic.reject_lesion(p, 1)
+    before = _lesion_mask(p)
+    table = logic.candidate_table(p)
+    count = table.GetNumberOfRows()
+    assert table.GetUseColumnTitleAsColumnHeader() and table.GetLocked() and count >= 1
+    peaks = [float(table.GetCellText(row, table.GetColumnIndex("peak_probability")))
+             for row in range(table.GetNumberOfRows())]
+    assert peaks == sorted(peaks, reverse=True) and min(peaks) >= defaults.CANDIDATE_THRESHOLD
+    distances = [np.linalg.norm(np.subtract(logic.position_in_table(table, row), rejected))
+                 for row in range(table.GetNumberOfRows())]
+    assert min(distances) < 3.0, "the rejected lesion is among the candidates"
+    first = int(table.GetCellText(0, 0))
+    logic.add_candidate(p, first)
+    added = _lesion_mask(p)
+    assert added.sum() > before.sum() and np.all(added[before])
+    assert read_review_state(p.segmentation).added[0]["peak_probability"] == pytest.approx(peaks[0], abs=1e-4)
+    assert logic.candidate_table(p).GetNumberOfRows() == count - 1  # the table node is refreshed in place
+    assert logic.undo(p)
+    np.testing.assert_array_equal(_lesion_mask(p), before)
+    assert not read_review_state(p.segmentation).added
+    p.candidateThreshold = 0.99
+    assert logic.candidate_table(p).GetNumberOfRows() < count or min(peaks) >= 0.99
 
 
 def test_levels_statistics_and_export(ran, mrml_scene, phantom, tmp_path: Path) -> None:

@@ -70,10 +70,13 @@ def _calls(tree: ast.AST) -> list[str]:
 
 def test_install_dialogs_decide_on_the_dialog_result() -> None:
     """QInputDialog.getItem returns the current item on Cancel and PythonQt gives no ok flag: use a dialog object."""
-    calls = _calls(_module_tree())
-    assert not any(c.endswith(("QInputDialog.getItem", "QInputDialog.getText")) for c in calls)
-    assert "qt.QInputDialog" in calls and "dialog.exec_" in calls
-    assert "qt.QDialog.Accepted" in MODULE_FILE.read_text()
+    dialogs = LIB / "mrml" / "qt_dialogs.py"
+    for path in (MODULE_FILE, dialogs):
+        assert not any(c.endswith(("QInputDialog.getItem", "QInputDialog.getText")) for c in _calls(
+            ast.parse(path.read_text())))
+    calls = _calls(ast.parse(dialogs.read_text()))
+    assert "qt.QInputDialog" in calls and "dialog.exec_" in calls and "qt.QDialog.Accepted" in dialogs.read_text()
+    assert "qt_dialogs.ask" in _calls(_module_tree())
 
 
 def test_pip_gets_a_list_so_windows_paths_survive() -> None:

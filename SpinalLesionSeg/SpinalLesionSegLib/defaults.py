@@ -45,6 +45,10 @@ LEVEL_MAX_DISTANCE_MM = 10.0
 #: The contrast a synthetic phantom imitates when none is named (the demo's, and the demo model's training data).
 PHANTOM_CONTRAST = "T2w"
 
+#: Blobs of the soft map at or above this probability that the mask leaves out are offered as candidate lesions
+#: in the review: low enough to catch what the model was unsure of, high enough to skip noise.
+CANDIDATE_THRESHOLD = 0.2
+
 #: Lesions whose mean probability is below this are flagged "check" in the review table: the model was unsure.
 LOW_PROBABILITY = 0.6
 

@@ -43,35 +43,14 @@ from ..inference.roi import box_from_bounds
 from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..validation import validate_image
 from .nodes import image_from_volume_node, labelmap_from_segmentation
-from .results import (
-    CORD_SEGMENT_NAME,
-    add_thresholded_segment,
-    create_lesion_segmentation,
-    lesion_segment_id,
-    rethreshold_lesion_segment,
-    segment_mask,
-    segment_was_edited,
-    show_soft_map,
-    write_segment_mask,
-)
-from .review import analyze_segment, largest_lesion_ras, lesion_centroid_ras, lesion_review_table, reject_lesion
-from .review_state import (
-    TABLE_REFERENCE_ROLE,
-    ReviewState,
-    clear_review_state,
-    lesion_key,
-    mark_accepted,
-    read_review_state,
-    write_review_state,
-)
+from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
+from .review import analyze_segment, largest_lesion_ras
+from .review_state import clear_review_state
+from .review_steps import Parameters, ReviewSteps
 from .statistics import StatisticsNodes, export_statistics, level_source_from_markups, statistics_nodes
 
-#: Review steps that can be undone (each keeps the lesion segment bit-packed: ~1/8 byte per voxel).
-UNDO_DEPTH = 10
-Parameters = Any  # the module's parameter node, or any object with its attributes (see the module docstring)
 
-
-class PanelLogic:
+class PanelLogic(ReviewSteps):
     """The panel's orchestration. ``scene``: the MRML scene; ``default_python``: the worker's interpreter when
     ``p.pythonPath`` is empty (Slicer's ``PythonSlicer``; this interpreter by default); ``external_env``: the
     environment for another interpreter (in Slicer, ``slicer.util.startupEnvironment()``: without Slicer's
@@ -221,85 +200,6 @@ class PanelLogic:
         args = ["models", "install", name, *[arg for source in sources for arg in ("--from", source)]]
         python = self.worker_python(p)
         return BackgroundCommand(python, args, self._env(python))
-
-    # --- threshold, review and undo --------------------------------------------------------------------------
-
-    def lesion_segment_edited(self, p: Parameters) -> bool:
-        return segment_was_edited(p.segmentation, lesion_segment_id(p.segmentation))
-
-    @staticmethod
-    def preview_threshold(p: Parameters, threshold: float) -> None:
-        """While the slider is dragged: show only the soft-map voxels >= ``threshold`` (display only, instant;
-        nothing is committed and no undo step is used until :meth:`apply_threshold` at release)."""
-        display = p.softMap.GetDisplayNode()
-        display.SetThreshold(threshold, 1.0)
-        display.SetApplyThreshold(1)
-
-    def apply_threshold(self, p: Parameters, threshold: float, overwrite: bool = True) -> None:
-        """Re-binarise from the soft map (no model run), ending any preview: in place (one undo step), or as a new
-        segment beside edits."""
-        p.softMap.GetDisplayNode().SetApplyThreshold(0)
-        if overwrite:
-            self._save_undo(p)
-            rethreshold_lesion_segment(p.segmentation, lesion_segment_id(p.segmentation), p.softMap, threshold,
-                                       p.inputVolume)
-        else:
-            add_thresholded_segment(p.segmentation, p.softMap, threshold, p.inputVolume)
-
-    def review_table(self, p: Parameters) -> slicer.vtkMRMLTableNode:
-        """The lesion table (id, volume, mean probability, vertebral level when a levels source is set, flag,
-        centroid), refreshed in place and referenced from the segmentation; accepted lesions are flagged so."""
-        existing = p.segmentation.GetNodeReference(TABLE_REFERENCE_ROLE)
-        table = lesion_review_table(self.scene, p.segmentation, lesion_segment_id(p.segmentation), p.softMap,
-                                    p.inputVolume, levels=self.level_source(p), table=existing)
-        table.SetName(f"{p.inputVolume.GetName()} lesion review")
-        table.SetUseColumnTitleAsColumnHeader(True)  # else the view's row 0 is the header: row i would be lesion i
-        table.SetLocked(True)  # a view of the segment: edits go through reject/accept
-        p.segmentation.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table.GetID())
-        mark_accepted(table, read_review_state(p.segmentation))
-        return table
-
-    def lesion_position(self, p: Parameters, lesion: int) -> tuple[float, float, float]:
-        """Centroid (RAS mm) of lesion ``lesion`` (as numbered in the review table), where the views jump."""
-        return lesion_centroid_ras(p.segmentation, lesion_segment_id(p.segmentation), lesion, p.inputVolume)
-
-    def reject_lesion(self, p: Parameters, lesion: int) -> None:
-        """Remove the lesion from the segment (undoable) and record it as rejected on the segmentation."""
-        centroid = self.lesion_position(p, lesion)
-        self._save_undo(p)
-        voxels = reject_lesion(p.segmentation, lesion_segment_id(p.segmentation), lesion, p.inputVolume)
-        state = read_review_state(p.segmentation)
-        spacing = p.inputVolume.GetSpacing()
-        state.accepted.discard(lesion_key(centroid))
-        state.rejected.append({"centroid_ras_mm": list(lesion_key(centroid)),
-                               "volume_mm3": round(voxels * float(np.prod(spacing)), 3)})
-        write_review_state(p.segmentation, state)
-
-    def accept_lesion(self, p: Parameters, lesion: int) -> None:
-        """Mark a lesion as reviewed (undoable): its flag becomes "accepted", kept with the scene."""
-        self._save_undo(p)
-        state = read_review_state(p.segmentation)
-        state.accepted.add(lesion_key(self.lesion_position(p, lesion)))
-        write_review_state(p.segmentation, state)
-
-    def _save_undo(self, p: Parameters) -> None:
-        mask = segment_mask(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume)
-        snapshot = (p.segmentation.GetID(), np.packbits(mask), mask.shape, read_review_state(p.segmentation).to_json())
-        self._undo = [*self._undo, snapshot][-UNDO_DEPTH:]
-
-    def can_undo(self, p: Parameters) -> bool:
-        return bool(self._undo) and self._undo[-1][0] == p.segmentation.GetID()
-
-    def undo(self, p: Parameters) -> bool:
-        """Bring back the lesion segment and the review state from before the last threshold, reject or accept;
-        False when there is nothing to undo for this segmentation."""
-        if not self.can_undo(p):
-            return False
-        _, packed, shape, state = self._undo.pop()
-        mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
-        write_segment_mask(p.segmentation, lesion_segment_id(p.segmentation), mask, p.inputVolume)
-        write_review_state(p.segmentation, ReviewState.from_json(state))
-        return True
 
     # --- statistics and export -------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Lesion review in Slicer: the lesion table, jumping to a lesion and rejecting one (scene and nodes passed in).
+"""Lesion review in Slicer: the lesion table, jumping to a lesion, rejecting one, and candidates from the soft map
+that the segment leaves out (scene and nodes passed in).
 
 Lesions are the connected components of the segment as :func:`..analysis.lesions.analyze_lesions` finds them
 (18-connected, numbered in voxel order), measured by that same function, so a lesion's ID, volume and level here are
@@ -11,16 +12,19 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 import slicer
-import vtk
 
+from ..analysis.candidates import Candidates, find_candidates
 from ..analysis.lesions import LesionAnalysis, analyze_lesions, label_components
 from ..analysis.levels import LevelSource, level_name
-from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY
+from ..defaults import CANDIDATE_THRESHOLD, CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY
 from ..errors import InputError
 from ..geometry import set_ijk_to_ras
 from .nodes import node_ijk_to_ras
 from .results import check_same_grid, node_array, segment_mask, write_segment_mask
+from .tables import fill_table
 
+CANDIDATE_COLUMNS = ("id", "volume_mm3", "peak_probability", "mean_probability", "centroid_r_mm", "centroid_a_mm",
+                     "centroid_s_mm")
 REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
                   "centroid_s_mm")
 
@@ -56,30 +60,52 @@ def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRML
                         table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
     """A table node with one row per lesion: id, volume (mm3), mean probability, primary level (empty without a
     level source), flag (``"check"`` when the mean probability is below ``low_probability``) and centroid (RAS mm).
+    Rows run from the least to the most probable lesion, so the doubtful ones come first; the ``id`` column names
+    the lesion (the statistics' numbering), whatever its row.
 
     Pass ``table`` to refresh an existing node in place (the panel keeps showing the same node).
     """
     analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels)
-    table = table or scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation.GetName()} review")
-    content = table.GetTable()
-    content.Initialize()
-    columns = [vtk.vtkIntArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(),
-               vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
-    for name, column in zip(REVIEW_COLUMNS, columns):
-        column.SetName(name)
-        content.AddColumn(column)
+    rows = []
     for lesion in analysis.lesions:
         mean = lesion.soft_volume_mm3 / lesion.volume_mm3
-        values = (lesion.id, lesion.volume_mm3, mean,
-                  level_name(lesion.primary_level) if levels is not None else "",
-                  "check" if mean < low_probability else "", *lesion.centroid_ras)
-        for column, value in zip(columns, values):
-            column.InsertNextValue(value)
-    for name, unit in (("volume_mm3", "mm3"), ("centroid_r_mm", "mm"), ("centroid_a_mm", "mm"),
-                       ("centroid_s_mm", "mm")):
-        table.SetColumnUnitLabel(name, unit)
-    table.Modified()
+        rows.append(dict(zip(REVIEW_COLUMNS, (
+            lesion.id, lesion.volume_mm3, mean, level_name(lesion.primary_level) if levels is not None else "",
+            "check" if mean < low_probability else "", *lesion.centroid_ras))))
+    table = table or scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation.GetName()} review")
+    fill_table(table, REVIEW_COLUMNS, sorted(rows, key=lambda row: (row["mean_probability"], row["id"])))
     return table
+
+
+def find_segment_candidates(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                            soft_node: slicer.vtkMRMLScalarVolumeNode, reference_volume: slicer.vtkMRMLVolumeNode,
+                            threshold: float = CANDIDATE_THRESHOLD) -> Candidates:
+    """Blobs of the soft map at or above ``threshold`` that the segment leaves out (:mod:`..analysis.candidates`)."""
+    check_same_grid(soft_node, reference_volume)
+    mask = segment_mask(segmentation, segment_id, reference_volume)
+    soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
+    return find_candidates(soft, mask, grid_image(reference_volume), threshold=threshold)
+
+
+def candidate_table(table: slicer.vtkMRMLTableNode, candidates: Candidates) -> slicer.vtkMRMLTableNode:
+    """Fill ``table`` with one row per candidate: id, volume (mm3), peak and mean probability, centroid (RAS mm),
+    the most probable first."""
+    rows = [dict(zip(CANDIDATE_COLUMNS, (c.id, c.volume_mm3, c.peak_probability, c.mean_probability,
+                                         *c.centroid_ras))) for c in candidates.items]
+    fill_table(table, CANDIDATE_COLUMNS, sorted(rows, key=lambda row: (-row["peak_probability"], row["id"])))
+    return table
+
+
+def add_candidate(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str, candidates: Candidates,
+                  candidate_id: int, reference_volume: slicer.vtkMRMLVolumeNode) -> int:
+    """Add candidate ``candidate_id``'s voxels to the segment (a user edit, like a rejection); return the voxels
+    added."""
+    if not 1 <= candidate_id <= len(candidates.items):
+        raise InputError(segmentation.GetName(), f"has no candidate {candidate_id} (it has {len(candidates.items)})")
+    mask = segment_mask(segmentation, segment_id, reference_volume)
+    blob = candidates.mask(candidate_id)
+    write_segment_mask(segmentation, segment_id, mask | blob, reference_volume)
+    return int(np.count_nonzero(blob & ~mask))
 
 
 def lesion_centroid_ras(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str, lesion_id: int,

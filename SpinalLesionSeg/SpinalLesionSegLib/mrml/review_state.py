@@ -31,13 +31,16 @@ def lesion_key(centroid_ras: Sequence[float]) -> LesionKey:
 
 @dataclass
 class ReviewState:
-    """accepted: keys of lesions the reader confirmed; rejected: what was removed (centroid RAS mm, volume mm3)."""
+    """accepted: keys of lesions the reader confirmed; rejected: what was removed, added: candidates added from the
+    soft map (centroid RAS mm, volume mm3; peak probability for added ones)."""
 
     accepted: set[LesionKey] = field(default_factory=set)
     rejected: list[dict[str, object]] = field(default_factory=list)
+    added: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"accepted": sorted(list(key) for key in self.accepted), "rejected": self.rejected})
+        return json.dumps({"accepted": sorted(list(key) for key in self.accepted), "rejected": self.rejected,
+                           "added": self.added})
 
     @classmethod
     def from_json(cls, text: str | None) -> ReviewState:
@@ -46,9 +49,10 @@ class ReviewState:
             data = json.loads(text) if text else {}
             accepted = {lesion_key(key) for key in data.get("accepted", [])}
             rejected = [dict(entry) for entry in data.get("rejected", [])]
+            added = [dict(entry) for entry in data.get("added", [])]
         except (ValueError, TypeError, AttributeError):
             return cls()
-        return cls(accepted, rejected)
+        return cls(accepted, rejected, added)
 
 
 def read_review_state(segmentation: slicer.vtkMRMLSegmentationNode) -> ReviewState:

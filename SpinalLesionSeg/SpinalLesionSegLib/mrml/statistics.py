@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import slicer
-import vtk
 
 from ..analysis.lesions import LesionAnalysis
 from ..analysis.level_sources import discs_from_labelled_points
@@ -27,34 +26,7 @@ from ..defaults import LEVEL_MAX_DISTANCE_MM
 from ..image_io import array_to_image, write_image
 from .nodes import save_segmentation
 from .review import analyze_segment, grid_image
-
-#: Units shown in the table headers' tooltips (Slicer's column unit labels).
-_UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3")} | {
-    name: "mm" for name in ("centroid_r_mm", "centroid_a_mm", "centroid_s_mm", "si_extent_mm")}
-
-
-def _fill_table(table: slicer.vtkMRMLTableNode, columns: tuple[str, ...], rows: list[dict]) -> None:
-    """Replace a table node's content: integer, text or double columns by the values' type; None -> NaN (a
-    missing soft or cord volume) or an empty string."""
-    content = table.GetTable()
-    content.Initialize()
-    for name in columns:
-        values = [row[name] for row in rows]
-        present = [v for v in values if v is not None]
-        if any(isinstance(v, str) for v in present):
-            column, values = vtk.vtkStringArray(), ["" if v is None else v for v in values]
-        elif present and all(isinstance(v, (int, np.integer)) for v in values):
-            column = vtk.vtkIntArray()
-        else:
-            column, values = vtk.vtkDoubleArray(), [np.nan if v is None else v for v in values]
-        column.SetName(name)
-        for value in values:
-            column.InsertNextValue(value)
-        content.AddColumn(column)
-    for name in columns:
-        if name in _UNITS:
-            table.SetColumnUnitLabel(name, _UNITS[name])
-    table.Modified()
+from .tables import fill_table
 
 
 @dataclass(frozen=True)
@@ -91,12 +63,12 @@ def statistics_nodes(scene: slicer.vtkMRMLScene, analysis: LesionAnalysis, sourc
     a scatter-bar series needs a numeric X column, and levels.csv has none.
     """
     lesions = _owned_node(scene, owner, "LesionStatistics", "vtkMRMLTableNode", f"{name} lesion statistics")
-    _fill_table(lesions, LESION_COLUMNS, lesion_rows(analysis, with_cord))
+    fill_table(lesions, LESION_COLUMNS, lesion_rows(analysis, with_cord))
     level_rows = level_table(analysis, source)
     levels = _owned_node(scene, owner, "LevelStatistics", "vtkMRMLTableNode", f"{name} level statistics")
-    _fill_table(levels, LEVEL_COLUMNS, level_rows)
+    fill_table(levels, LEVEL_COLUMNS, level_rows)
     chart_table = _owned_node(scene, owner, "VolumePerLevelTable", "vtkMRMLTableNode", f"{name} volume per level")
-    _fill_table(chart_table, ("level_order", "level", "volume_mm3"),
+    fill_table(chart_table, ("level_order", "level", "volume_mm3"),
                 [{"level_order": n, "level": row["level"], "volume_mm3": row["volume_mm3"]}
                  for n, row in enumerate(level_rows, start=1)])
     series = _owned_node(scene, owner, "VolumePerLevelSeries", "vtkMRMLPlotSeriesNode", f"{name} lesion volume")
