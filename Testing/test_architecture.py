@@ -64,6 +64,19 @@ def test_each_part_imports_only_what_the_map_allows(path: Path) -> None:
         assert target == own or target in ALLOWED[own], f"{own} may not import {module} (see docs/architecture.md)"
 
 
+def test_mrml_runs_headless_but_for_its_two_qt_modules() -> None:
+    """mrml/ uses MRML classes only (slicer-core has no Qt, no slicer.app, util or modules), except qt_worker and
+    qt_dialogs, which only the module file imports inside Slicer."""
+    for path in sorted((LIB / "mrml").glob("*.py")):
+        if path.name in ("qt_worker.py", "qt_dialogs.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        gui = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+               and n.value.id == "slicer" and n.attr in ("util", "app", "modules")]
+        gui += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name in ("qt", "ctk")]
+        assert not gui, f"{path.name}: {gui}"
+
+
 def test_slicer_and_qt_are_imported_only_in_mrml() -> None:
     for path in _python_files():
         if path.relative_to(LIB).parts[0] == "mrml":
