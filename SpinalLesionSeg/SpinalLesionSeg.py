@@ -95,7 +95,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = self._parameterNode = self._parameterNodeGuiTag = self._lastThreshold = self._command = None
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = self._command = None
         self.timer = qt.QTimer()
         self.timer.setInterval(defaults.POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
@@ -131,7 +131,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         for view in (lesions, candidates):
             view.connect("clicked(QModelIndex)", lambda index, view=view: self.onTableClicked(view))
-        self.ui.candidateThresholdSliderWidget.connect("valueChanged(double)", lambda value: self._refreshReviewTable())
+        self.ui.candidateThresholdSliderWidget.connect("valueChanged(double)", self.onCandidateThresholdChanged)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         # The model list changes as models are installed, so it is not a fixed Choice: synchronised by hand.
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
@@ -162,9 +162,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolume:
-                self._parameterNode.inputVolume = firstVolume
+            self._parameterNode.inputVolume = self.logic.default_input(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -298,7 +296,6 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = "{name}: {reason}".format(**message.device)
             self.ui.progressBar.value = 100
             self.ui.statusLabel.text = self.logic.result_summary(message)
-            self._lastThreshold = p.threshold
             self._refreshReviewTable()
 
     def onThresholdDragged(self, value: float) -> None:
@@ -308,8 +305,8 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onThresholdChanged(self, value: float) -> None:
         """At release (tracking off): one re-threshold and one undo step, asking first if the segment was edited."""
-        p = self._parameterNode
-        if not p or not p.segmentation or not p.softMap or value == self._lastThreshold:
+        p = self._parameterNode  # also runs when the parameter node sets the value: act only on a real change
+        if not p or not p.segmentation or not p.softMap or value == self.logic.applied_threshold(p):
             return
         overwrite = True
         if self.logic.lesion_segment_edited(p):
@@ -318,8 +315,13 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   "No: the new threshold is added as a separate segment."))
         self._saveSegmentEditorUndoState()
         self.logic.apply_threshold(p, value, overwrite=overwrite)
-        self._lastThreshold = value
         self._refreshReviewTable()
+
+    def onCandidateThresholdChanged(self, value: float) -> None:
+        """Runs before the parameter node's own connection stores the value: store it first."""
+        if self._parameterNode and self._parameterNode.segmentation:
+            self._parameterNode.candidateThreshold = value
+            self._refreshReviewTable()
 
     def _saveSegmentEditorUndoState(self) -> None:
         """So that Undo in the Segment Editor, when it shows this segmentation, also undoes a re-threshold."""

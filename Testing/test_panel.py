@@ -73,7 +73,7 @@ def _lesion_mask(p) -> np.ndarray:
 def test_run_threshold_reject_accept_and_undo(ran) -> None:
     logic, p, position = ran
     assert p.segmentation.GetName() == "phantom_T2w lesions" and position is not None
-    assert not logic.busy
+    assert not logic.busy and logic.applied_threshold(p) == defaults.THRESHOLD
 
     logic.apply_threshold(p, 0.3)
     np.testing.assert_array_equal(_lesion_mask(p), node_array(p.softMap) >= 0.3)
@@ -130,8 +130,20 @@ def test_threshold_preview_commits_nothing_until_release(ran) -> None:
     assert not logic.can_undo(p)
     logic.apply_threshold(p, 0.3)  # the release: one undo step
     assert not display.GetApplyThreshold()
+    assert logic.applied_threshold(p) == pytest.approx(0.3), "kept on the node: a restored slider value is no change"
+    logic.preview_threshold(p, 0.35)
+    logic.preview_threshold(p, 0.3)  # a drag back to where it started: the slider will emit no valueChanged
+    assert not display.GetApplyThreshold(), "the preview ends at the committed value"
     assert logic.undo(p) and not logic.can_undo(p)
     np.testing.assert_array_equal(_lesion_mask(p), before)
+
+
+def test_the_default_input_is_not_a_label_map(mrml_scene, phantom) -> None:
+    """GetFirstNodeByClass matches subclasses: a label map loaded first must not become the input."""
+    volume_node_from_image(mrml_scene, phantom.levels, "levels", "vtkMRMLLabelMapVolumeNode")
+    assert PanelLogic.default_input(mrml_scene) is None
+    scan = volume_node_from_image(mrml_scene, phantom.image, "scan")
+    assert PanelLogic.default_input(mrml_scene) is scan
 
 
 def test_candidates_from_the_soft_map_can_be_added_and_undone(ran) -> None:

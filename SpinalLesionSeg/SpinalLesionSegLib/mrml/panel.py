@@ -46,7 +46,7 @@ from .nodes import image_from_volume_node, labelmap_from_segmentation
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
 from .review import analyze_segment, largest_lesion_ras
 from .review_state import clear_review_state
-from .review_steps import Parameters, ReviewSteps
+from .review_steps import THRESHOLD_ATTRIBUTE, Parameters, ReviewSteps
 from .statistics import StatisticsNodes, export_statistics, level_source_from_markups, statistics_nodes
 
 
@@ -82,6 +82,14 @@ class PanelLogic(ReviewSteps):
         description = format_description(volume.GetName(), describe_image(image))
         logging.info(description)
         return description
+
+    @staticmethod
+    def default_input(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLScalarVolumeNode | None:
+        """The first scalar volume of the scene that is not a label map (GetFirstNodeByClass matches subclasses,
+        and the input selector does not show label maps)."""
+        volumes = (scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
+                   for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+        return next((node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")), None)
 
     @staticmethod
     def guess_contrast(volume: slicer.vtkMRMLScalarVolumeNode, series_description: str = "") -> str | None:
@@ -182,6 +190,7 @@ class PanelLogic(ReviewSteps):
         p.segmentation = create_lesion_segmentation(self.scene, read_image(outputs["lesion_seg"]), p.inputVolume,
                                                     cord)
         clear_review_state(p.segmentation)
+        p.segmentation.SetAttribute(THRESHOLD_ATTRIBUTE, repr(float(p.threshold)))
         self._undo.clear()
         return largest_lesion_ras(p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume)
 

@@ -27,6 +27,9 @@ class _WorkerProcess:
         self.client = client
         self.process = qt.QProcess()
         self.tail = ""
+        # UTF-8 decoders that keep a character split across two reads (codecForUtfText would assume Latin-1
+        # without a byte order mark, and a pipe has none).
+        self.decoders = [qt.QTextCodec.codecForName("UTF-8").makeDecoder() for _ in range(2)]
         environment = qt.QProcessEnvironment()
         for name, value in package_environment(client.env).items():
             environment.insert(name, value)
@@ -39,19 +42,16 @@ class _WorkerProcess:
     def current(self) -> bool:
         return self.client.worker is self
 
-    @staticmethod
-    def _text(data: qt.QByteArray) -> str:
-        return qt.QTextCodec.codecForUtfText(data).toUnicode(data)
-
     def read_stdout(self) -> None:
-        text = self.tail + self._text(self.process.readAllStandardOutput())
+        text = self.tail + self.decoders[0].toUnicode(self.process.readAllStandardOutput())
         *lines, self.tail = text.split("\n")
         for line in lines if self.current else []:
             if line.strip():
                 self.client.session.stdout_line(line)
 
     def read_stderr(self) -> None:
-        for line in self._text(self.process.readAllStandardError()).splitlines() if self.current else []:
+        text = self.decoders[1].toUnicode(self.process.readAllStandardError())
+        for line in text.splitlines() if self.current else []:
             self.client.session.stderr_line(line)
 
     def finished(self, code: int, status: int) -> None:

@@ -34,6 +34,7 @@ from .review_state import (
 #: Review steps that can be undone.
 UNDO_DEPTH = 10
 CANDIDATE_TABLE_ROLE = "SpinalLesionSeg.CandidateTable"
+THRESHOLD_ATTRIBUTE = "SpinalLesionSeg.Threshold"
 Parameters = Any  # the module's parameter node, or any object with its attributes (see .panel)
 
 
@@ -47,12 +48,19 @@ class ReviewSteps:
         return segment_was_edited(p.segmentation, lesion_segment_id(p.segmentation))
 
     @staticmethod
-    def preview_threshold(p: Parameters, threshold: float) -> None:
+    def applied_threshold(p: Parameters) -> float | None:
+        """The threshold the lesion segment was last made with, kept on the segmentation node (so a parameter node
+        restored with a scene does not re-threshold, nor ask about edits, for nothing)."""
+        value = p.segmentation.GetAttribute(THRESHOLD_ATTRIBUTE) if p.segmentation is not None else None
+        return float(value) if value else None
+
+    def preview_threshold(self, p: Parameters, threshold: float) -> None:
         """While the slider is dragged: show only the soft-map voxels >= ``threshold`` (display only, instant;
-        nothing is committed and no undo step is used until :meth:`apply_threshold` at release)."""
+        nothing is committed and no undo step is used until :meth:`apply_threshold` at release). Back at the
+        committed value the preview ends: the slider may emit nothing more when a drag returns to its start."""
         display = p.softMap.GetDisplayNode()
         display.SetThreshold(threshold, 1.0)
-        display.SetApplyThreshold(1)
+        display.SetApplyThreshold(int(threshold != self.applied_threshold(p)))
 
     def apply_threshold(self, p: Parameters, threshold: float, overwrite: bool = True) -> None:
         """Re-binarise from the soft map (no model run), ending any preview: in place (one undo step), or as a new
@@ -62,6 +70,7 @@ class ReviewSteps:
             self._save_undo(p)
             rethreshold_lesion_segment(p.segmentation, lesion_segment_id(p.segmentation), p.softMap, threshold,
                                        p.inputVolume)
+            p.segmentation.SetAttribute(THRESHOLD_ATTRIBUTE, repr(float(threshold)))
         else:
             add_thresholded_segment(p.segmentation, p.softMap, threshold, p.inputVolume)
 
