@@ -36,8 +36,8 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
     PanelLogic = object
 else:
     from SpinalLesionSegLib.errors import InputError
-    from SpinalLesionSegLib.mrml import qt_dialogs
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
+    from SpinalLesionSegLib.mrml import qt_dialogs
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
