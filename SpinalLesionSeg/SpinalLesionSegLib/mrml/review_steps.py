@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import slicer
 
+from ..analysis.candidates import Candidates
 from . import review
 from .results import (
     add_thresholded_segment,
@@ -79,7 +80,7 @@ class ReviewSteps:
         centroid), refreshed in place and referenced from the segmentation; accepted lesions are flagged so."""
         existing = p.segmentation.GetNodeReference(TABLE_REFERENCE_ROLE)
         table = review.lesion_review_table(self.scene, p.segmentation, lesion_segment_id(p.segmentation), p.softMap,
-                                    p.inputVolume, levels=self.level_source(p), table=existing)
+                                           p.inputVolume, levels=self.level_source(p), table=existing)
         table.SetName(f"{p.inputVolume.GetName()} lesion review")
         table.SetUseColumnTitleAsColumnHeader(True)  # else the view's row 0 is the header: row i would be lesion i
         table.SetLocked(True)  # a view of the segment: edits go through reject/accept
@@ -97,10 +98,8 @@ class ReviewSteps:
         self._save_undo(p)
         voxels = review.reject_lesion(p.segmentation, lesion_segment_id(p.segmentation), lesion, p.inputVolume)
         state = read_review_state(p.segmentation)
-        spacing = p.inputVolume.GetSpacing()
         state.accepted.discard(lesion_key(centroid))
-        state.rejected.append({"centroid_ras_mm": list(lesion_key(centroid)),
-                               "volume_mm3": round(voxels * float(np.prod(spacing)), 3)})
+        state.rejected.append({"centroid_ras_mm": list(lesion_key(centroid)), "volume_mm3": _volume_mm3(p, voxels)})
         write_review_state(p.segmentation, state)
 
     def accept_lesion(self, p: Parameters, lesion: int) -> None:
@@ -128,7 +127,7 @@ class ReviewSteps:
         table.SetLocked(True)
         return table
 
-    def _candidates(self, p: Parameters):
+    def _candidates(self, p: Parameters) -> Candidates:
         return review.find_segment_candidates(p.segmentation, lesion_segment_id(p.segmentation), p.softMap,
                                               p.inputVolume, float(p.candidateThreshold))
 
@@ -142,7 +141,7 @@ class ReviewSteps:
         found = candidates.items[candidate - 1]
         state = read_review_state(p.segmentation)
         state.added.append({"centroid_ras_mm": list(lesion_key(found.centroid_ras)),
-                            "volume_mm3": round(voxels * float(np.prod(p.inputVolume.GetSpacing())), 3),
+                            "volume_mm3": _volume_mm3(p, voxels),
                             "peak_probability": round(found.peak_probability, 4)})
         write_review_state(p.segmentation, state)
 
@@ -165,3 +164,8 @@ class ReviewSteps:
         write_segment_mask(p.segmentation, lesion_segment_id(p.segmentation), mask, p.inputVolume)
         write_review_state(p.segmentation, ReviewState.from_json(state))
         return True
+
+
+def _volume_mm3(p: Parameters, voxels: int) -> float:
+    """The volume (mm3, to 0.001) of ``voxels`` voxels of the input volume."""
+    return round(voxels * float(np.prod(p.inputVolume.GetSpacing())), 3)
