@@ -21,7 +21,8 @@ def _nifti(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Path:
 
 
 def _sitk_file(path: Path, array: np.ndarray) -> Path:
-    """NRRD through SimpleITK: NaN survives (nibabel writes NaN as 0, and ITK reads NIfTI NaN as 0)."""
+    """NRRD through SimpleITK: NaN survives SimpleITK's NRRD reader (its NIfTI reader turns NaN into 0, which
+    read_image catches in the raw data: test_image_checks)."""
     sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
     return path
 
@@ -98,6 +99,25 @@ def test_degenerate_direction_is_refused() -> None:
     image.SetDirection((1, 0, 0, 0.6, 0.6, 0, 0, 0, 1))  # sheared axes: det 0.6, not a rotation
     with pytest.raises(InputError, match="direction"):
         validate_image(image, "oblique.nii")
+
+
+def test_sheared_axes_with_unit_determinant_are_refused() -> None:
+    """|det| = 1 is not enough: these axes have det 1 but are 45 degrees apart (issue 11, finding 12)."""
+    image = sitk.Image(4, 4, 4, sitk.sitkFloat32)
+    image.SetDirection((1, 1, 0, 0, 1, 0, 0, 0, 1))
+    with pytest.raises(InputError, match="not orthonormal"):
+        validate_image(image, "sheared")
+
+
+def test_oversized_grid_is_refused_in_memory_too() -> None:
+    """The size limit of file headers (validation.MAX_AXIS_VOXELS) also holds for images built in memory."""
+    with pytest.raises(InputError, match="at most 4096 per axis"):
+        validate_image(sitk.Image(4097, 2, 2, sitk.sitkUInt8), "long")
+
+
+def test_complex_voxels_are_refused() -> None:
+    with pytest.raises(InputError, match="complex-valued"):
+        validate_image(sitk.Image(4, 4, 4, sitk.sitkComplexFloat32), "complex")
 
 
 def test_error_message_is_always_one_line() -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .geometry import voxel_box_ras
+from .image_header import check_image_file
 from .validation import check_input_file, validate_image
 
 #: File types we read and write, longest suffix first so that ``.nii.gz`` wins over ``.gz``.
@@ -43,19 +45,38 @@ def split_image_suffix(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 
 def read_image(path: str | os.PathLike[str]) -> sitk.Image:
-    """Read a NIfTI or NRRD file and check it is a usable 3D scalar volume (see :mod:`.validation`).
+    """Read a NIfTI or NRRD file and check it is a usable 3D scalar volume.
 
-    Raises InputError, naming the file, for a missing, empty, unreadable, 2D/4D, vector, non-finite or
-    badly-spaced image.
+    The header and the voxel data are checked first (:func:`.image_header.check_image_file`: declared size,
+    spacing and orientation, truncated or corrupt data, NaN voxels that SimpleITK would read as 0), then the image
+    SimpleITK reads (:func:`.validation.validate_image`). Raises InputError, naming the file, for a missing, empty,
+    unreadable, truncated, oversized, 2D/4D, vector, non-finite or badly-spaced image.
     """
     p = check_input_file(path)
     split_image_suffix(p)
     try:
-        image = sitk.ReadImage(str(p))
+        check_image_file(p)
+    except OSError as error:  # unreadable (permissions, I/O error): a problem with the input, not a bug
+        raise InputError(p, f"cannot be read ({error.strerror or error})") from None
+    try:
+        with _itk_warnings_muted():
+            image = sitk.ReadImage(str(p))
     except RuntimeError as error:
         raise InputError(p, f"cannot be read as an image ({_itk_reason(error)})") from None
     validate_image(image, p)
     return image
+
+
+@contextlib.contextmanager
+def _itk_warnings_muted() -> Iterator[None]:
+    """Silence ITK's multi-line warnings on stderr while reading: the checks before the read refuse what they
+    warn about, and a command's error output must stay one line per problem."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 @contextlib.contextmanager
@@ -68,7 +89,8 @@ def atomic_destination(path: str | os.PathLike[str], suffix: str = ".partial") -
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    # The writer's pid in the name: a clean-up spares the temporaries of a live writer (remove_stale_temporaries).
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -79,6 +101,38 @@ def atomic_destination(path: str | os.PathLike[str], suffix: str = ".partial") -
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Temporaries older than this (s) are removed even when their writer cannot be asked whether it lives (Windows).
+STALE_TEMPORARY_AGE_S = 3600.0
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
+    """Remove the hidden temporaries :func:`atomic_destination` left beside ``path`` when its writer was killed,
+    never those of a writer still running (a concurrent run into the same folder)."""
+    target = Path(path)
+    for stale in target.parent.glob(f".{target.name}.*.partial*"):
+        pid = stale.name[len(target.name) + 2:].split(".")[0]
+        if pid.isdigit() and _alive(int(pid), stale):
+            continue
+        stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int, temporary: Path) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill would terminate the process there: judge by age instead
+        try:
+            return time.time() - temporary.stat().st_mtime < STALE_TEMPORARY_AGE_S
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike[str], *, compress: bool = True) -> Path:
