@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import stat
+import struct
 import zipfile
 from pathlib import Path
 
@@ -45,11 +47,11 @@ PLANS_JSON = json.dumps({"dataset_name": "Dataset101_Fake", "plans_name": "nnUNe
 
 
 def trainer_files(folds: tuple[int | str, ...] = (0, 1), *, dataset: str | None = None,
-                  best_only: tuple[int | str, ...] = (), prefix: str = "") -> dict[str, bytes]:
+                  best_only: tuple[int | str, ...] = (), prefix: str = "", plans: str | None = None) -> dict[str, bytes]:
     """Files of a trainer folder (relative path -> bytes), with the clutter real results folders hold."""
     files = {
         f"{prefix}dataset.json": (dataset or dataset_json()).encode(),
-        f"{prefix}plans.json": PLANS_JSON.encode(),
+        f"{prefix}plans.json": (plans or PLANS_JSON).encode(),
         f"{prefix}trainer_class.py": TRAINER_CLASS_PY.encode(),
         f"{prefix}dataset_fingerprint.json": b"{}",
     }
@@ -89,3 +91,42 @@ def fold_zip(path: Path, fold: int, *, dataset: str | None = None, root_files: d
     files = trainer_files((fold,), dataset=dataset, prefix=f"{trainer}/")
     files.update(root_files or {})
     return write_zip(path, files)
+
+
+class _RunsCode:
+    """Pickles as a call of ``os.system(command)``: what a crafted checkpoint does to whoever unpickles it."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return os.system, (self.command,)
+
+
+def malicious_checkpoint_bytes(marker: Path) -> bytes:
+    """A torch checkpoint that creates ``marker`` if it is ever unpickled unsafely (weights included)."""
+    import shlex
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"network_weights": {"w": torch.zeros(4)}, "extra": _RunsCode(f"touch {shlex.quote(str(marker))}")},
+               buffer)
+    return buffer.getvalue()
+
+
+def claim_sizes(path: Path, sizes: dict[str, int]) -> Path:
+    """Rewrite the central directory of zip ``path`` so that the named members claim ``size`` bytes, packed and
+    unpacked (under 4 GiB each): what a crafted archive can declare, read before anything is unpacked."""
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    (count,) = struct.unpack_from("<H", data, end + 10)
+    (offset,) = struct.unpack_from("<I", data, end + 16)
+    for _ in range(count):
+        name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, offset + 28)
+        name = data[offset + 46:offset + 46 + name_length].decode()
+        if name in sizes:
+            struct.pack_into("<II", data, offset + 20, sizes[name], sizes[name])
+        offset += 46 + name_length + extra_length + comment_length
+    path.write_bytes(bytes(data))
+    return path

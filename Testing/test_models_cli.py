@@ -8,7 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fake_models import fold_zip, trainer_files, write_tree, write_zip
+from fake_models import (
+    fold_zip,
+    malicious_checkpoint_bytes,
+    trainer_files,
+    write_tree,
+    write_zip,
+)
 from test_cli import _command
 
 
@@ -57,6 +63,8 @@ def test_models_workflow(run, tmp_path: Path) -> None:
     failed = run("verify", "mine")
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert f"{checkpoint}: sha256 mismatch" in failed.stderr and "FAILED" in failed.stderr
+    # a custom model cannot be downloaded again: the advice names the folder it came from
+    assert f"models install mine --force --from {source.resolve()}'" in failed.stderr
 
     removed = run("remove", "mine")
     assert removed.returncode == 0 and not folder.exists()
@@ -76,4 +84,10 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path: Path) -> None:
     assert "not installed" in _one_line_error(run("verify", "lesion_ms"))
     assert "unknown model 'nope'" in _one_line_error(run("install", "nope"))
     assert "invalid model name" in _one_line_error(run("remove", "../x"))
+    marker = tmp_path / "EXECUTED"
+    files = trainer_files((0,), prefix="m/")
+    files["m/fold_0/checkpoint_final.pth"] = malicious_checkpoint_bytes(marker)
+    crafted = write_zip(tmp_path / "crafted.zip", files)
+    assert "checkpoint_final.pth: refused" in _one_line_error(run("install", "x", "--from", str(crafted)))
+    assert not marker.exists()
     assert not (tmp_path / "home" / "models" / "x").exists()

@@ -13,7 +13,7 @@ Each becomes a :class:`.levels.LevelSource` in this package's level codes (:mod:
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .. import safe_json
 from ..errors import InputError
 from ..geometry import ijk_to_ras_matrix, lps_to_ras_points, voxel_to_ras
 from ..image_io import array_to_image, image_to_array, read_image
@@ -166,24 +167,54 @@ def read_markups_discs(path: str | os.PathLike[str]) -> dict[int, np.ndarray]:
     """Disc positions (SCT number -> RAS mm) from a Slicer ``.mrk.json`` point list.
 
     Positions are converted from the file's ``coordinateSystem`` (``LPS``, Slicer's default for files, or ``RAS``).
-    Every control point must name a disc: an unknown label is an error, not silently skipped.
+    Every control point must name a disc: an unknown label is an error, not silently skipped. The file comes from
+    the user, so it is parsed with size and nesting limits (:mod:`..safe_json`) and every field used is checked:
+    anything malformed is a one-line InputError, never a traceback.
     """
     p = check_input_file(path)
     try:
-        document = json.loads(p.read_text(encoding="utf-8"))
-        markups = document["markups"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise InputError(p, f"is not a Slicer markups file ({type(error).__name__}: {error})") from None
-    points: list[tuple[str, np.ndarray | None]] = []
-    for markup in markups:
-        system = str(markup.get("coordinateSystem", "LPS")).upper()
-        if system not in ("LPS", "RAS"):
-            raise InputError(p, f"uses coordinate system {system!r}; LPS or RAS is required")
-        for point in markup.get("controlPoints", []):
-            position = point.get("position")
-            defined = position is not None and len(position) == 3 and point.get("positionStatus") != "undefined"
-            points.append((str(point.get("label", "")), _to_ras(position, system) if defined else None))
+        document = safe_json.load_file(p)
+    except InputError as error:
+        raise InputError(p, f"is not a Slicer markups file ({error.problem})") from None
+    markups = document.get("markups") if isinstance(document, dict) else None
+    if not isinstance(markups, list):
+        raise InputError(p, "is not a Slicer markups file (no 'markups' list)")
+    points = [point for markup in markups for point in _markup_points(markup, p)]
     return discs_from_labelled_points(points, p)
+
+
+def _markup_points(markup: object, path: Path) -> list[tuple[str, np.ndarray | None]]:
+    """(label, RAS position or None when undefined) of every control point of one markup, fields checked."""
+    if not isinstance(markup, dict):
+        raise InputError(path, f"is not a Slicer markups file (a 'markups' entry is {_clip(markup)}, not an object)")
+    system = markup.get("coordinateSystem", "LPS")
+    if not isinstance(system, str) or system.upper() not in ("LPS", "RAS"):
+        raise InputError(path, f"uses coordinate system {_clip(system)}; LPS or RAS is required")
+    control_points = markup.get("controlPoints", [])
+    if not isinstance(control_points, list) or not all(isinstance(point, dict) for point in control_points):
+        raise InputError(path, "is not a Slicer markups file ('controlPoints' must be a list of objects)")
+    return [_control_point(point, system.upper(), path) for point in control_points]
+
+
+def _control_point(point: dict, system: str, path: Path) -> tuple[str, np.ndarray | None]:
+    """One control point's label and RAS position (None when undefined); InputError for a malformed one."""
+    label = point.get("label", "")
+    if not isinstance(label, (str, int)) or isinstance(label, bool):
+        raise InputError(path, f"control point label {_clip(label)} is not text")
+    position = point.get("position")
+    if position is None or point.get("positionStatus") == "undefined":
+        return str(label), None
+    if not (isinstance(position, list) and len(position) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in position)):
+        raise InputError(path, f"control point {str(label)!r} has position {_clip(position)}; three numbers (mm) "
+                               "are required")
+    return str(label), _to_ras(position, system)
+
+
+def _clip(value: object) -> str:
+    """A value for an error message, clipped to one short line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _to_ras(position: list[float], system: str) -> np.ndarray:

@@ -92,8 +92,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
     if not result.ok:
-        print(f"{args.name}: FAILED ({len(result.problems)} problem(s) in {result.files_checked} files); reinstall "
-              f"with '{PROG} models install {args.name} --force'", file=sys.stderr)
+        print(f"{args.name}: FAILED ({len(result.problems)} problem(s) in {result.files_checked} files); "
+              f"{result.advice}", file=sys.stderr)
         return 1
     print(f"{args.name}: OK ({result.files_checked} files verified) at {result.folder}")
     return 0

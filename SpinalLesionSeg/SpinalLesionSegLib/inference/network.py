@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..models.model_values import (
+    ALLOWED_BLOCK_PREFIX,
+    ALLOWED_NETWORK_PREFIX,
+    class_path_problem,
+)
 
-ALLOWED_NETWORK_PREFIX = "dynamic_network_architectures.architectures."
-ALLOWED_BLOCK_PREFIX = "torch.nn."
+__all__ = ["ALLOWED_BLOCK_PREFIX", "ALLOWED_NETWORK_PREFIX", "build_network", "load_weights"]
 
 
 def _import_dotted(path: str, allowed_prefix: str, source: Path) -> Any:
-    if not path.startswith(allowed_prefix) or not all(part.isidentifier() for part in path.split(".")):
-        raise InputError(source, f"refused: plans name the class {path!r}, outside {allowed_prefix}*")
+    """Import the class at the dotted ``path`` once :func:`class_path_problem` allows it."""
+    problem = class_path_problem(path, allowed_prefix)
+    if problem:
+        raise InputError(source, problem)
     module_name, _, attribute = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attribute)

@@ -6,7 +6,11 @@ these types, so a key is spelled once. On the wire a job is one JSON object (a f
 
     {"id": "1", "inputs": ["t2.nii.gz"], "output_dir": "out", "model": "demo", "device": "auto",
      "folds": null, "tta": false, "contrast": "auto", "threshold": 0.5, "ensemble": "mean",
-     "roi_mask": null, "roi_margin_mm": 10, "roi_box": {"ras_min_mm": [x, y, z], "ras_max_mm": [x, y, z]}}
+     "roi_mask": null, "roi_margin_mm": 10, "roi_box": {"ras_min_mm": [x, y, z], "ras_max_mm": [x, y, z]},
+     "overwrite": false}
+
+(``overwrite``: replace existing outputs even when they differ from what the last run wrote, see
+:mod:`..outputs`)
 
 and the worker answers with one JSON object per line, of four kinds (``"type"``), each carrying the job's ``"id"``:
 
@@ -95,6 +99,7 @@ class Job:
     roi_mask: str | None = None
     roi_margin_mm: float = defaults.ROI_MARGIN_MM
     roi_box: RoiBox | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -108,6 +113,7 @@ class Job:
             isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in self.folds)),
             f"'folds' must be null or a list of fold numbers, got {self.folds!r}")
         _check(isinstance(self.tta, bool), f"'tta' must be true or false, got {self.tta!r}")
+        _check(isinstance(self.overwrite, bool), f"'overwrite' must be true or false, got {self.overwrite!r}")
         _check(isinstance(self.contrast, str), f"'contrast' must be a string, got {self.contrast!r}")
         if self.contrast != defaults.CONTRAST:
             try:
@@ -237,8 +243,11 @@ def message_to_json(message: Message) -> str:
 
 
 def decode_json(text: str, what: str) -> Any:
-    """``json.loads`` with a one-line :class:`ProtocolError` (starting with ``what``) for text that is not JSON."""
+    """Parse a job or message with :func:`..safe_json.loads` (size and nesting checked before the parser recurses);
+    a one-line :class:`ProtocolError` starting with ``what`` for text that is not acceptable JSON."""
+    from ..safe_json import loads  # here, so that this change stays inside the function
+
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise ProtocolError(f"{what}: {' '.join(str(error).split())}") from None
+        return loads(text)
+    except InputError as error:
+        raise ProtocolError(f"{what}: {error.problem}") from None

@@ -5,6 +5,11 @@ A model archive comes from the internet or a USB stick, so nothing in it is trus
 member is refused, and the whole archive with it, before anything is written. Files are then copied one by one
 to paths we compute (never ``ZipFile.extractall``), and a folder source is read the same way, links refused too.
 Nothing read here is ever imported or executed.
+
+Sizes are checked before anything is unpacked (:func:`check_unpacked`): a member that would unpack to more than
+:data:`MAX_RATIO` times its packed size (weights barely compress, zip bombs compress a thousandfold) is refused, and
+so is a model whose files would unpack to more than its manifest's size allows, or than
+:data:`DEFAULT_MAX_UNPACKED_BYTES` for a model of unknown size. Copies stop at the size the archive declared.
 """
 
 from __future__ import annotations
@@ -13,12 +18,19 @@ import os
 import re
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ..errors import InputError
 
+#: Largest total size the installed files of a model may unpack to when its manifest gives no size (custom models):
+#: 8 GiB, several times the largest published model (lesion_ms: about 0.8 GB).
+DEFAULT_MAX_UNPACKED_BYTES = 8 * 1024 ** 3
+#: Largest unpacked / packed size ratio of one member; trained weights compress by a few percent only.
+MAX_RATIO = 100
+#: Members smaller than this are exempt from the ratio check (a small JSON file may compress well).
+RATIO_EXEMPT_BYTES = 1 << 20
 #: Archive clutter that is skipped rather than refused (macOS resource forks, Finder files).
 _IGNORED_PARTS = {"__MACOSX", ".DS_Store"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -28,19 +40,29 @@ class ModelSource:
     """The regular files of a zip archive or a folder, by relative POSIX path, after every safety check."""
 
     def __init__(self, location: Path, files: dict[PurePosixPath, int], opener: Callable[[PurePosixPath], BinaryIO],
-                 closer: Callable[[], None] = lambda: None) -> None:
+                 closer: Callable[[], None] = lambda: None, packed: dict[PurePosixPath, int] | None = None) -> None:
         self.location = location
-        #: relative path -> size in bytes
+        #: relative path -> size in bytes (unpacked, as the zip's central directory declares it)
         self.files = files
+        #: relative path -> size in bytes inside the archive (the same as ``files`` for a folder)
+        self.packed = files if packed is None else packed
         self._open = opener
         self._close = closer
 
     def copy(self, member: PurePosixPath, target: Path, chunk_done: Callable[[int], None] | None = None) -> None:
-        """Copy one member to ``target`` (parents created), calling ``chunk_done(n)`` as bytes are written."""
+        """Copy one member to ``target`` (parents created), calling ``chunk_done(n)`` as bytes are written.
+
+        The copy stops with InputError once it exceeds the member's declared size, so the sizes checked by
+        :func:`check_unpacked` bound what is written even when a crafted archive lies about them.
+        """
         target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
         try:
             with self._open(member) as src, target.open("xb") as dst:
                 while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > self.files[member]:
+                        raise InputError(self.location, f"member {member} is larger than the archive declares")
                     dst.write(chunk)
                     if chunk_done:
                         chunk_done(len(chunk))
@@ -118,7 +140,25 @@ def _open_zip(path: Path) -> ModelSource:
     except InputError:
         archive.close()
         raise
-    return ModelSource(path, files, lambda member: archive.open(names[member]), archive.close)
+    packed = {member: info.compress_size for member, info in names.items()}
+    return ModelSource(path, files, lambda member: archive.open(names[member]), archive.close, packed)
+
+
+def check_unpacked(members: Iterable[tuple[ModelSource, PurePosixPath]], limit: int, what: str) -> int:
+    """Refuse, before anything is unpacked, a zip bomb member and a total size over ``limit`` bytes; return the
+    total. ``what`` names the model in the message ("model 'lesion_ms'")."""
+    total = 0
+    for source, member in members:
+        size, packed = source.files[member], source.packed[member]
+        if size > RATIO_EXEMPT_BYTES and size > MAX_RATIO * packed:
+            raise InputError(source.location, f"refusing archive member {member}: it would unpack to {size} bytes "
+                                              f"from {packed} ({size // max(packed, 1)}:1, more than {MAX_RATIO}:1; "
+                                              "a zip bomb?)")
+        total += size
+    if total > limit:
+        raise InputError(None, f"refusing {what}: its files would unpack to {total / 1e6:.0f} MB, more than the "
+                               f"{limit / 1e6:.0f} MB allowed for it; nothing was unpacked")
+    return total
 
 
 def _open_folder(root: Path) -> ModelSource:

@@ -4,7 +4,13 @@ Only what prediction needs is installed: ``dataset.json``, ``plans.json``, ``cro
 has one, and ``fold_N/checkpoint_final.pth`` / ``checkpoint_best.pth``. Everything else in an archive (training
 logs, validation outputs, the ``trainer_class.py`` SCT executes) is left out: no code from a model archive is ever
 imported or run. A model is built in a temporary folder inside the cache and renamed into place only when complete
-and hashed, so a failure leaves nothing behind.
+and hashed, so a failure leaves nothing behind (and the folders of killed installs are cleaned by the next one,
+see :mod:`.workspace`).
+
+Nothing hostile gets in: archive sizes are checked before anything is unpacked (:func:`.archive.check_unpacked`),
+dataset.json and plans.json values are checked (:mod:`.model_values`), and every checkpoint is loaded with the safe
+loader (no code, only tensors) before the model is published, so a bad model is refused at install rather than at
+its first prediction.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .. import __version__
+from .. import __version__, safe_json
 from ..errors import InputError
 from ..image_io import sha256_file
 from . import manifests, registry
-from .archive import ModelSource, open_source
+from .archive import (
+    DEFAULT_MAX_UNPACKED_BYTES,
+    ModelSource,
+    check_unpacked,
+    open_source,
+)
 from .checksums import fingerprint, hash_files, pin_problems
 from .download import download
 from .layout import (
@@ -32,10 +42,14 @@ from .layout import (
     check_trainer_folder,
     choose_trainer,
     fold_key,
+    load_json_object,
     model_files,
 )
 from .manifests import ModelManifest
+from .model_values import check_configuration
 from .progress import ProgressCallback, byte_counter
+from .safe_checkpoint import check_checkpoint
+from .workspace import clean_stale, make_work_folder, release
 
 #: What ``install`` takes as a source: one zip or folder, or several to merge.
 Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -59,14 +73,16 @@ def install(name: str, source: Sources | None = None, progress: ProgressCallback
         return existing
     root = registry.models_dir()
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale(root)
     downloads = None  # kept between attempts (to resume) until the install succeeds; offline installs have none
     if not sources:
         assert manifest is not None  # _existing_install refused an unknown name without sources
         downloads = root / ".downloads" / f"{name}-{manifest.release}"
-    build = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    build = make_work_folder(root, f".tmp-{name}-")
     try:
         located = _locate_sources(manifest, sources, downloads, progress)
         trainer_name = _build(name, manifest, located, build, downloads, progress)
+        release(build)
         _publish(build, root / name)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -123,12 +139,13 @@ def _build(name: str, manifest: ModelManifest | None, located: Sequence[Mapping[
         raise InputError(None, f"model '{name}': {problems[0]}")
     opened = [open_source(entry["path"]) for entry in located]
     try:
-        trainer_name = _merge(opened, manifest, build, progress)
+        trainer_name = _merge(name, opened, manifest, build, progress)
     finally:
         for handle in opened:
             handle.close()
     folder = build / trainer_name
     checkpoints = check_trainer_folder(folder, manifest, name)
+    _check_checkpoints(folder)
     digests = hash_files(folder, model_files(folder), progress)
     record = _record(name, manifest, trainer_name, checkpoints, source_records, digests)
     (build / registry.RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
@@ -168,12 +185,13 @@ def _members_to_install(source: ModelSource, trainer: PurePosixPath) -> dict[Pur
     return wanted
 
 
-def _merge(sources: Sequence[ModelSource], manifest: ModelManifest | None, build: Path,
+def _merge(name: str, sources: Sequence[ModelSource], manifest: ModelManifest | None, build: Path,
            progress: ProgressCallback | None) -> str:
     """Copy the model files of every source into one trainer folder under ``build``; return its name.
 
     Several sources are merged (SCT's releases ship one zip per fold): JSON files must agree between sources,
-    and a checkpoint may come from one source only.
+    and a checkpoint may come from one source only. Sizes are checked before anything is unpacked: the
+    manifest's limit for a known model, :data:`.archive.DEFAULT_MAX_UNPACKED_BYTES` otherwise, and free space.
     """
     plans = [(source, _members_to_install(source, trainer), trainer)
              for source in sources for trainer in [choose_trainer(source, manifest)]]
@@ -183,8 +201,12 @@ def _merge(sources: Sequence[ModelSource], manifest: ModelManifest | None, build
     else:
         trainer_name = first_trainer.name or first_source.location.stem
     destination = build / trainer_name
-    advance = byte_counter(progress, "installing", sum(source.files[member] for source, wanted, _ in plans
-                                                       for member in wanted))
+    limit = manifest.max_unpacked_bytes if manifest is not None and manifest.max_unpacked_bytes else \
+        DEFAULT_MAX_UNPACKED_BYTES
+    total = check_unpacked(((source, member) for source, wanted, _ in plans for member in wanted), limit,
+                           f"model '{name}'")
+    _check_free_space(build, total)
+    advance = byte_counter(progress, "installing", total)
     origin: dict[str, Path] = {}
     for source, wanted, _ in plans:
         for member, rel in sorted(wanted.items()):
@@ -197,16 +219,37 @@ def _merge(sources: Sequence[ModelSource], manifest: ModelManifest | None, build
     return trainer_name
 
 
+def _check_free_space(build: Path, needed: int) -> None:
+    """Refuse an install that would fill the disk, before unpacking anything."""
+    free = shutil.disk_usage(build).free
+    if needed > free:
+        raise InputError(build.parent, f"not enough free disk space for this model ({needed / 1e6:.0f} MB needed, "
+                                       f"{free / 1e6:.0f} MB free)")
+
+
+def _check_checkpoints(folder: Path) -> None:
+    """Load every installed checkpoint with the safe loader, so that one holding code or no weights is refused at
+    install rather than at the first prediction, and check that plans.json has the configuration each one was
+    trained with. Imports torch (only installs pay for it; resolving a model does not)."""
+    plans = load_json_object(folder / "plans.json")
+    for rel in model_files(folder):
+        if "/" in rel:
+            check_configuration(plans, check_checkpoint(folder / rel), folder / "plans.json")
+
+
 def _check_same_json(source: ModelSource, member: PurePosixPath, rel: str, copied: Path, copied_from: Path) -> None:
     """``member`` goes to ``rel``, already ``copied`` from another source: only JSON files may repeat, and then
     they must agree."""
     if rel not in MODEL_JSON_FILES:
         raise InputError(source.location, f"{rel} is also in {copied_from}: cannot merge")
-    theirs = json.loads(copied.read_text())
     try:
-        ours = json.loads(source.read(member))
-    except json.JSONDecodeError as error:
-        raise InputError(source.location, f"{member} is not valid JSON ({error})") from None
+        theirs = safe_json.load_file(copied)
+    except InputError as error:
+        raise InputError(copied_from, f"{rel}: {error.problem}") from None
+    try:
+        ours = safe_json.loads(source.read(member))
+    except InputError as error:
+        raise InputError(source.location, f"{member}: {error.problem}") from None
     if ours != theirs:
         raise InputError(source.location, f"{member} differs from {rel} in {copied_from}: these archives are not "
                                           "parts of one model")
@@ -216,7 +259,7 @@ def _publish(build: Path, target: Path) -> None:
     """Rename the finished build into place, replacing an older install only once the new one is complete."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{target.name}-", dir=target.parent))
+        old = make_work_folder(target.parent, f".tmp-old-{target.name}-")
         os.replace(target, old / target.name)
     try:
         os.rename(build, target)
@@ -236,8 +279,9 @@ def remove(name: str) -> Path:
         raise InputError(None, f"'{name}' is bundled with SpinalLesionSeg and cannot be removed")
     registry.require_record(name, manifest)
     target = registry.models_dir() / name
+    clean_stale(target.parent)
     # Rename first so that the model disappears at once, even if deleting its files takes a while or fails.
-    trash = Path(tempfile.mkdtemp(prefix=f".tmp-removed-{name}-", dir=target.parent))
+    trash = make_work_folder(target.parent, f".tmp-removed-{name}-")
     os.replace(target, trash / name)
     shutil.rmtree(trash, ignore_errors=True)
     for partial in (registry.models_dir() / ".downloads").glob(f"{name}-*"):

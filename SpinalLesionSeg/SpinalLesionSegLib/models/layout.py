@@ -7,16 +7,17 @@ installed, hashed or read; nothing else of a model folder (training logs, ``trai
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .. import safe_json
 from ..errors import InputError
 from ..geometry import sct_to_axcodes
 from .archive import ModelSource
 from .manifests import ModelManifest
+from .model_values import check_dataset, check_plans
 
 #: Checkpoint names in order of preference, as SCT and nnU-Net's own predictor choose them.
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
@@ -47,13 +48,13 @@ def model_files(folder: Path) -> list[str]:
 
 
 def load_json_object(file: Path) -> dict[str, Any]:
-    """A JSON file that must hold an object (dataset.json, plans.json, an install record); InputError otherwise."""
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise InputError(file, "missing: an nnU-Net trainer folder needs dataset.json and plans.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(file, f"not valid JSON ({error})") from None
+    """A JSON file that must hold an object (dataset.json, plans.json, an install record); InputError otherwise.
+
+    Parsed by :mod:`..safe_json`, so a huge or absurdly nested file is refused instead of crashing the parser.
+    """
+    if not file.is_file():
+        raise InputError(file, "missing: an nnU-Net trainer folder needs dataset.json and plans.json")
+    data = safe_json.load_file(file)
     if not isinstance(data, dict):
         raise InputError(file, "not a JSON object")
     return data
@@ -80,15 +81,18 @@ def _normalised_labels(labels: Any) -> Any:
 
 
 def check_trainer_folder(folder: Path, manifest: ModelManifest | None, name: str) -> dict[Fold, Path]:
-    """Check a trainer folder against nnU-Net's layout and the manifest; return its checkpoints per fold."""
+    """Check a trainer folder against nnU-Net's layout, the values nnU-Net will use (:mod:`.model_values`) and the
+    manifest; return its checkpoints per fold."""
     dataset = load_json_object(folder / "dataset.json")
-    load_json_object(folder / "plans.json")
+    plans = load_json_object(folder / "plans.json")
     checkpoints = _checkpoints(folder)
     if not checkpoints:
         raise InputError(folder, "no fold_N/checkpoint_final.pth or checkpoint_best.pth: not a trained nnU-Net "
                                  "model folder")
     if "labels" not in dataset or not isinstance(dataset["labels"], Mapping):
         raise InputError(folder / "dataset.json", "has no 'labels' mapping")
+    check_dataset(dataset, folder / "dataset.json")
+    check_plans(plans, folder / "plans.json")
     if "image_orientation" in dataset:
         try:
             sct_to_axcodes(str(dataset["image_orientation"]))

@@ -24,6 +24,10 @@ from ..contrasts import CONTRASTS
 #: Orientation SCT assumes when a model's dataset.json has no ``image_orientation`` (SCT-style "from" letters).
 DEFAULT_ORIENTATION = "LPI"
 
+#: A known model's installed files may unpack to at most this many times its download size (``size_mb``): trained
+#: weights barely compress, so anything far beyond is not the published model (a hostile mirror, a zip bomb).
+UNPACKED_PER_DOWNLOADED = 3
+
 #: Where the bundled demo model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install),
 #: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -97,6 +101,11 @@ class ModelManifest:
     def bundled(self) -> bool:
         """True for a model shipped inside the package (nothing to download or remove)."""
         return self.bundled_folder is not None
+
+    @property
+    def max_unpacked_bytes(self) -> int | None:
+        """Most bytes its installed files may unpack to (from ``size_mb``); ``None`` when its size is unknown."""
+        return None if self.size_mb is None else int(self.size_mb * 1e6 * UNPACKED_PER_DOWNLOADED)
 
 
 _LESION_MS_CITATION = (

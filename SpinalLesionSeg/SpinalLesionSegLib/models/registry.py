@@ -5,7 +5,8 @@ Layout of the cache (``~/.spinal-lesion-seg/models``, or ``$SPINAL_LESION_SEG_HO
     models/<name>/install.json            the install record: sources, folds, sha256 of every installed file
     models/<name>/<trainer folder>/       a plain nnU-Net v2 trainer folder (usable by nnUNetv2_predict too)
     models/.downloads/<name>-<release>/   archives being downloaded (``*.part``), deleted after the install
-    models/.tmp-*                         installs in progress (renamed into place only when complete)
+    models/.tmp-*                         installs in progress (renamed into place only when complete; those of
+                                          killed installs are deleted by the next install, see :mod:`.workspace`)
 
 Models get there through :mod:`.installer`; :mod:`.resolve` hands them to the predictor. Manifests are read as
 ``manifests.MANIFESTS`` at call time, so that tests can replace them.
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..defaults import PROG
 from ..errors import InputError
 from . import manifests
 from .checksums import SUMS_NAME, Mismatch, compare, pin_problems, read_sha256sums
@@ -61,6 +64,21 @@ class Verification:
     expected: Mapping[str, str]
     manifest: ModelManifest | None
     problems: tuple[Mismatch, ...]
+    #: The model's name, and where an installed model came from (install record ``sources``: paths or URLs).
+    name: str = ""
+    sources: tuple[str, ...] = ()
+
+    @property
+    def advice(self) -> str:
+        """How to repair the model, fitting how it came: a custom model can only be reinstalled from the user's own
+        folder or zip (the registry has nothing to download), a published one from its release, a bundled one
+        with SpinalLesionSeg itself."""
+        if self.manifest is not None and self.manifest.bundled:
+            return "reinstall SpinalLesionSeg"
+        if self.manifest is not None:
+            return f"reinstall it with '{PROG} models install {self.name} --force'"
+        froms = " ".join(f"--from {shlex.quote(source)}" for source in self.sources) or "--from FOLDER_OR_ZIP"
+        return f"reinstall it from your folder or zip with '{PROG} models install {self.name} --force {froms}'"
 
     @property
     def files_checked(self) -> int:
@@ -224,10 +242,12 @@ def verify(name: str, progress: ProgressCallback | None = None) -> Verification:
         sums = folder / SUMS_NAME
         if not sums.is_file():
             raise InputError(sums, f"missing: the bundled '{name}' model cannot be verified")
-        expected, pins = read_sha256sums(sums), []
+        expected, pins, sources = read_sha256sums(sums), [], ()
     else:
         record = require_record(name, manifest)
         folder, expected = installed_folder(name, record), dict(record["files"])
         pins = pin_problems(manifest, record.get("sources", []))
+        sources = tuple(str(source.get("location")) for source in record.get("sources", [])
+                        if isinstance(source, Mapping))
     problems = [Mismatch(folder, problem) for problem in pins] + compare(folder, expected, progress)
-    return Verification(folder, expected, manifest, tuple(problems))
+    return Verification(folder, expected, manifest, tuple(problems), name, sources)

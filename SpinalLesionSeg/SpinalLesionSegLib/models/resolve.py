@@ -103,9 +103,8 @@ def _resolve_registered(name: str, progress: ProgressCallback | None) -> Resolve
     if verification.problems:
         first = verification.problems[0]
         more = f" ({len(verification.problems) - 1} more problem(s))" if len(verification.problems) > 1 else ""
-        fix = ("reinstall it with 'spinal-lesion-seg models install " + name + " --force'"
-               if verification.manifest is None or not verification.manifest.bundled else "reinstall SpinalLesionSeg")
-        raise InputError(first.path, f"{first.problem}{more}; model '{name}' failed verification: {fix}")
+        raise InputError(first.path, f"{first.problem}{more}; model '{name}' failed verification: "
+                                     f"{verification.advice}")
     return _resolved(name, verification.folder, verification.manifest, verification.expected, verified=True)
 
 
