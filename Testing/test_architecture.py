@@ -14,8 +14,8 @@ from SpinalLesionSegLib import defaults
 from SpinalLesionSegLib.contrasts import contrast_label
 
 LIB = MODULE_DIR / "SpinalLesionSegLib"
-BASE = {"errors", "defaults", "contrasts", "geometry", "image_io", "validation", "describe", "slicer_requirements",
-        "__init__"}
+BASE = {"errors", "defaults", "contrasts", "geometry", "image_io", "image_header", "validation", "describe",
+        "slicer_requirements", "safe_json", "outputs", "__init__"}
 #: What each part of the package may import from the package (besides itself). docs/architecture.md shows the map.
 ALLOWED = {
     "base": {"base"},

@@ -197,6 +197,8 @@ def test_levels_statistics_and_export(ran, mrml_scene, phantom, tmp_path: Path) 
     names = {path.name for path in written}
     assert {"lesions.csv", "levels.csv", "summary.json"} <= names and any(n.endswith(".seg.nrrd") for n in names)
     assert "notes.txt" not in names and all(path.is_file() for path in written)
+    with pytest.raises(InputError, match="cannot write here"):
+        logic.export(p, tmp_path / "notes.txt" / "export")  # checked before anything is computed
 
 
 def test_review_state_survives_a_scene_save_and_reload(ran, mrml_scene, tmp_path: Path) -> None:

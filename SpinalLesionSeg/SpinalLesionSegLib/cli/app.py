@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any work (no model loaded, no image read): the output folder (``-o``) and an output file
+    (``evaluate --json OUT``) must be writable, or the command stops in a second with one line."""
+    from ..outputs import writable_file, writable_folder
+
+    if getattr(args, "output", None) is not None:
+        writable_folder(args.output)
+    if isinstance(getattr(args, "json", None), str):
+        writable_file(args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
@@ -81,9 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_outputs(args)
         return int(args.func(args))
     except InputError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # the machine, not a bug: a full disk, a folder that went away mid-run
+        print(f"{PROG}: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

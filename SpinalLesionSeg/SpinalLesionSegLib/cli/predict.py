@@ -55,16 +55,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..inference.case import group_cases, load_model, predict_case
     from ..inference.protocol import Job
+    from ..outputs import check_distinct_names
 
     if args.roi_margin < 0:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
+    check_distinct_names(args.images)  # before the model is loaded
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
     cases = group_cases(args.images, len(model.channel_names))
     job = Job(inputs=[str(p) for p in args.images], output_dir=str(args.output), model=args.model,
               device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
-              roi_margin_mm=args.roi_margin)
+              roi_margin_mm=args.roi_margin, overwrite=args.overwrite)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
@@ -139,6 +141,9 @@ def register(commands: Any) -> None:
                          help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained "
                          "on crops use their own crop margins instead (crop_metadata.json, or the model's documented "
                          "ones)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace existing outputs even when they differ from what the last run wrote (by "
+                         "default a corrected mask is never overwritten)")
     predict.set_defaults(func=_cmd_predict)
 
     demo = commands.add_parser(

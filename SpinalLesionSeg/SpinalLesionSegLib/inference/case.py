@@ -27,8 +27,16 @@ import SimpleITK as sitk
 from .. import __version__, defaults
 from ..contrasts import resolve_contrast
 from ..errors import InputError
-from ..image_io import read_image, sha256_file, split_image_suffix, write_image, write_text
+from ..image_io import (
+    read_image,
+    remove_stale_temporaries,
+    sha256_file,
+    split_image_suffix,
+    write_image,
+    write_text,
+)
 from ..models.resolve import ResolvedModel
+from ..outputs import WRITTEN_SHA256, check_not_corrected, writable_folder
 from .predictor import LoadedModel, Prediction, Progress
 from .protocol import Job
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
@@ -87,6 +95,8 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     write its outputs into ``job.output_dir``; return the result record."""
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
+    paths = output_paths(writable_folder(job.output_dir), split_image_suffix(inputs[0])[0])
+    check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
     images, contrast, warnings = _read_case(model, inputs, job.contrast, info)
     box = job.roi_box
     roi = case_roi(mask=read_image(job.roi_mask) if job.roi_mask else None,
@@ -100,7 +110,6 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi, progress=progress)
 
     write_started = time.perf_counter()
-    paths = output_paths(Path(job.output_dir), split_image_suffix(inputs[0])[0])
     outputs = _write_images(prediction, paths)
     timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
                "model_load_s": model.load_seconds}
@@ -134,8 +143,7 @@ def _write_images(prediction: Prediction, paths: dict[str, Path]) -> dict[str, s
     """Write the mask, soft map and cord mask atomically (after removing hidden temporary files a killed run
     left); return their paths by role."""
     for path in paths.values():
-        for stale in path.parent.glob(f".{path.name}.*.partial*"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(path)
     write_image(prediction.binary, paths["lesion_seg"])
     write_image(prediction.soft, paths["lesion_soft"])
     outputs = {"lesion_seg": str(paths["lesion_seg"]), "lesion_soft": str(paths["lesion_soft"])}
@@ -164,6 +172,7 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "contrast": {"hint": job.contrast, "used": contrast[0], "source": contrast[1]},
         "warnings": warnings,
         "outputs": dict(outputs),
+        WRITTEN_SHA256: {role: sha256_file(path) for role, path in outputs.items()},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "Sources": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,

@@ -80,8 +80,11 @@ class Worker:
             return 1
 
     def _run(self, job: Job) -> None:
+        from ..outputs import check_distinct_names, writable_folder
         from .case import group_cases, predict_case
 
+        writable_folder(job.output_dir)  # before the model is loaded: a refusal in a second, not after minutes
+        check_distinct_names(job.inputs)
         model, info, load_seconds = self._model(job)
         cases = group_cases(job.inputs, len(model.channel_names))
         results = []

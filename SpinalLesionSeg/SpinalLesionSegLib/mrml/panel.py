@@ -41,6 +41,7 @@ from ..image_io import read_image, write_image
 from ..inference.protocol import Error, Job, Message, Result, RoiBox
 from ..inference.roi import box_from_bounds
 from ..inference.worker_client import BackgroundCommand, WorkerClient
+from ..outputs import writable_folder
 from ..validation import validate_image
 from .nodes import image_from_volume_node, labelmap_from_segmentation
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
@@ -235,10 +236,10 @@ class PanelLogic(ReviewSteps):
 
     def export(self, p: Parameters, folder: Path) -> list[Path]:
         """Write lesions.csv, levels.csv, summary.json (as the command line) and the corrected segmentation
-        (.seg.nrrd and NIfTI) into ``folder``; return the files written."""
-        return export_statistics(folder, p.segmentation, lesion_segment_id(p.segmentation), p.inputVolume,
-                          soft_node=p.softMap, levels=self.level_source(p), cord_segment_id=self._cord_segment_id(p),
-                          save_seg_nrrd=True, save_nifti=True).files
+        (.seg.nrrd and NIfTI) into ``folder`` (checked writable first); return the files written."""
+        return export_statistics(writable_folder(folder), p.segmentation, lesion_segment_id(p.segmentation),
+                                 p.inputVolume, soft_node=p.softMap, levels=self.level_source(p),
+                                 cord_segment_id=self._cord_segment_id(p), save_seg_nrrd=True, save_nifti=True).files
 
 
 def _bounds_in_volume_frame(roi: slicer.vtkMRMLNode, volume: slicer.vtkMRMLScalarVolumeNode) -> list[float]:
