@@ -15,7 +15,7 @@ from SpinalLesionSegLib.contrasts import contrast_label
 
 LIB = MODULE_DIR / "SpinalLesionSegLib"
 BASE = {"errors", "defaults", "contrasts", "geometry", "image_io", "image_header", "validation", "describe",
-        "slicer_requirements", "safe_json", "outputs", "__init__"}
+        "slicer_requirements", "safe_json", "outputs", "result_set", "plausibility", "__init__"}
 #: What each part of the package may import from the package (besides itself). docs/architecture.md shows the map.
 ALLOWED = {
     "base": {"base"},

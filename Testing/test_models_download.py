@@ -31,6 +31,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, int] = {}  # path -> bytes sent before the connection drops (once)
         self.ignore_range = False
+        self.no_length = False  # send no Content-Length: the body ends when the connection closes
         self.ranges: list[str | None] = []
         server = self
 
@@ -55,7 +56,8 @@ class FileServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
+                if not server.no_length:
+                    self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
                 body = data[start:]
                 cut = server.cut_after.pop(self.path, None)
@@ -136,6 +138,26 @@ def test_http_errors_are_one_line_input_errors(server: FileServer, tmp_path: Pat
         download(server.url("missing.zip"), tmp_path / "missing.zip")
     with pytest.raises(InputError, match="download failed"):
         download("http://127.0.0.1:9/nothing.zip", tmp_path / "nothing.zip")
+
+
+def test_a_download_over_its_size_limit_is_refused_and_leaves_nothing(server: FileServer, tmp_path: Path) -> None:
+    """Declared too large: refused before any byte is written. Undeclared (no Content-Length) and endless in
+    effect: stopped as soon as it passes the limit, its partial file deleted. Within the limit: downloaded."""
+    url = server.add("big.bin", PAYLOAD)
+    target = tmp_path / "big.bin"
+    with pytest.raises(InputError, match=f"declares {len(PAYLOAD)} bytes, more than the 500000 bytes"):
+        download(url, target, max_bytes=500_000)
+    assert not target.exists() and not part_path(target).exists()
+    server.no_length = True
+    with pytest.raises(InputError, match="sent more than 500000 bytes"):
+        download(url, target, max_bytes=500_000)
+    assert not target.exists() and not part_path(target).exists()
+    assert download(url, target, max_bytes=len(PAYLOAD)).read_bytes() == PAYLOAD
+
+
+def test_registered_models_cap_their_downloads_from_their_size() -> None:
+    sized = [m for m in MANIFESTS.values() if m.size_mb]
+    assert sized and all(m.max_download_bytes == int(m.size_mb * 1e6 * manifests.DOWNLOAD_SLACK) for m in sized)
 
 
 @pytest.fixture

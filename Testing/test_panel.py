@@ -263,14 +263,18 @@ def test_results_belong_to_the_volume_the_job_ran_on(mrml_scene, phantom) -> Non
     logic = PanelLogic(mrml_scene)
     volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
     other = volume_node_from_image(mrml_scene, phantom.image, "another scan")
-    p = _parameters(volume)
+    p = _parameters(volume, contrast="STIR")
     try:
         logic.run(p)
         p.inputVolume = other  # the user selects another volume while the job runs
-        logic.load_results(p, logic.wait(300))
+        result = logic.wait(300)
+        logic.load_results(p, result)
     finally:
         logic.stop_worker()
     assert p.inputVolume is volume and p.segmentation.GetName() == "phantom_T2w lesions"
+    # Warnings are shown, not hidden: the contrast chosen contradicts the volume's name.
+    assert logic.result_summary(result).startswith("Done in ") and \
+        " Warning: the contrast used is STIR but the volume name says T2w" in logic.result_summary(result)
 
 
 def test_a_transformed_markups_roi_is_taken_in_the_volume_frame(mrml_scene, phantom) -> None:

@@ -79,26 +79,34 @@ def _itk_warnings_muted() -> Iterator[None]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-@contextlib.contextmanager
-def atomic_destination(path: str | os.PathLike[str], suffix: str = ".partial") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds, rename it onto ``path``.
-
-    The temporary file is in the destination folder (same file system, so the rename is atomic) and hidden
-    (leading dot); ``suffix`` lets writers that pick a format by extension see the right one. On failure it is
-    deleted. The final file gets ordinary permissions (0666 less the umask), not mkstemp's private 0600.
-    """
+def temporary_beside(path: str | os.PathLike[str], suffix: str = ".partial") -> Path:
+    """A new, empty, hidden temporary file beside ``path`` (same folder, so renaming it onto ``path`` is atomic),
+    named ``.<name>.<pid>.<random><suffix>``: the writer's pid lets a clean-up spare a live writer's temporaries
+    (:func:`remove_stale_temporaries`); ``suffix`` lets writers that pick a format by extension see the right one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the name: a clean-up spares the temporaries of a live writer (remove_stale_temporaries).
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix, dir=target.parent)
     os.close(fd)
-    tmp = Path(tmp_name)
+    return Path(tmp_name)
+
+
+def move_into_place(temporary: Path, path: str | os.PathLike[str]) -> None:
+    """Rename a finished temporary onto ``path`` (atomic), with ordinary permissions (0666 less the umask), not
+    mkstemp's private 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def atomic_destination(path: str | os.PathLike[str], suffix: str = ".partial") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (:func:`temporary_beside`); when the block succeeds, rename it onto
+    ``path``. On failure it is deleted."""
+    tmp = temporary_beside(path, suffix)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
+        move_into_place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -108,22 +116,24 @@ STALE_TEMPORARY_AGE_S = 3600.0
 
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
-    """Remove the hidden temporaries :func:`atomic_destination` left beside ``path`` when its writer was killed,
+    """Remove the hidden temporaries :func:`temporary_beside` left beside ``path`` when its writer was killed,
     never those of a writer still running (a concurrent run into the same folder)."""
     target = Path(path)
     for stale in target.parent.glob(f".{target.name}.*.partial*"):
         pid = stale.name[len(target.name) + 2:].split(".")[0]
-        if pid.isdigit() and _alive(int(pid), stale):
+        if pid.isdigit() and writer_alive(int(pid), stale):
             continue
         stale.unlink(missing_ok=True)
 
 
-def _alive(pid: int, temporary: Path) -> bool:
+def writer_alive(pid: int, evidence: Path) -> bool:
+    """Whether process ``pid``, which wrote ``evidence``, still runs (so its files must be left alone). Where a
+    process cannot be asked without harming it (Windows), a file younger than STALE_TEMPORARY_AGE_S counts as live."""
     if pid == os.getpid():
         return True
     if os.name == "nt":  # os.kill would terminate the process there: judge by age instead
         try:
-            return time.time() - temporary.stat().st_mtime < STALE_TEMPORARY_AGE_S
+            return time.time() - evidence.stat().st_mtime < STALE_TEMPORARY_AGE_S
         except OSError:
             return False
     try:

@@ -13,6 +13,7 @@ Each becomes a :class:`.levels.LevelSource` in this package's level codes (:mod:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from .. import safe_json
 from ..errors import InputError
 from ..geometry import ijk_to_ras_matrix, lps_to_ras_points, voxel_to_ras
 from ..image_io import array_to_image, image_to_array, read_image
+from ..plausibility import LEVELS_MAX_LABELS, looks_like_image
 from ..validation import check_input_file
 from .levels import COCCYX, SACRUM, LevelSource, canonical_level
 
@@ -71,6 +73,8 @@ def load_level_source(path: str | os.PathLike[str], kind: str = AUTO) -> LevelSo
     values = image_to_array(image)
     if np.issubdtype(values.dtype, np.floating) and np.any(values != np.round(values)):
         raise InputError(p, "has non-integer values; a level source must hold integer labels")
+    if warning := looks_like_image(values, "a levels map", LEVELS_MAX_LABELS):
+        logging.getLogger(__name__).warning("%s: %s", p, warning)
     values = values.astype(np.int64)
     labels, counts = np.unique(values[values != 0], return_counts=True)
     if labels.size == 0:

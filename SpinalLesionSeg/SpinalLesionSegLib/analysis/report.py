@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io as textio
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,10 @@ from ..image_io import (
     resample_to_grid,
     sha256_file,
     split_image_suffix,
-    write_image,
-    write_text,
 )
+from ..outputs import WRITTEN_SHA256
+from ..plausibility import looks_like_image
+from ..result_set import ResultSet
 from .lesions import LesionAnalysis, analyze_lesions
 from .level_sources import AUTO, load_level_source
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, level_name
@@ -68,12 +70,15 @@ class StatsOutputs:
 
 def read_mask(path: str | os.PathLike[str]) -> sitk.Image:
     """Read a binary mask: any non-zero integer voxel is foreground. Float storage is fine (Slicer and SCT write
-    float64 masks) but non-integer values mean a probability map was given by mistake: InputError."""
+    float64 masks) but non-integer values mean a probability map was given by mistake: InputError. A mask with the
+    statistics of an image (:func:`..plausibility.looks_like_image`) is read with a logged warning."""
     image = read_image(path)
     values = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(values.dtype, np.floating) and np.any(values != np.round(values)):
         raise InputError(path, "has non-integer values: it looks like a probability map, not a mask "
                                "(binarise it first, or pass it as the soft map)")
+    if warning := looks_like_image(values, "a mask"):
+        logging.getLogger(__name__).warning("%s: %s", path, warning)
     return image
 
 
@@ -134,11 +139,26 @@ def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str |
     same report. ``inputs`` is the summary's ``inputs`` entry: what the analysis was computed from.
     """
     out = Path(out_dir)
-    pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
-    label_path = write_image(sitk.Cast(_label_image(analysis, reference), pixel),
-                             out / f"{stem}_lesion_label.nii.gz")
+    paths = {"lesions_csv": out / "lesions.csv", "levels_csv": out / "levels.csv",
+             "label_image": out / f"{stem}_lesion_label.nii.gz"}
     level_rows = level_table(analysis, source)
-    summary = {
+    with ResultSet(out / "summary.json", paths) as result_set:  # published together, summary.json last
+        pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
+        result_set.stage_image("label_image", sitk.Cast(_label_image(analysis, reference), pixel))
+        result_set.stage_text("lesions_csv", _csv(LESION_COLUMNS, lesion_rows(analysis, with_cord)))
+        result_set.stage_text("levels_csv", _csv(LEVEL_COLUMNS, level_rows))
+        summary = _summary(analysis, level_rows, source, inputs, restrict_to_cord, cord_dilation_mm, min_size_mm3,
+                           max_distance_mm)
+        summary[WRITTEN_SHA256] = result_set.sha256()
+        published = result_set.publish(json.dumps(summary, indent=2) + "\n")
+    return StatsOutputs(lesions_csv=published["lesions_csv"], levels_csv=published["levels_csv"],
+                        summary_json=published["sidecar"], label_image=published["label_image"], summary=summary)
+
+
+def _summary(analysis: LesionAnalysis, level_rows: list[dict], source: LevelSource | None, inputs: dict,
+             restrict_to_cord: bool, cord_dilation_mm: float, min_size_mm3: float, max_distance_mm: float) -> dict:
+    """summary.json: totals (mm3), per-level rows, the rules applied and what the analysis was computed from."""
+    return {
         "lesion_count": len(analysis.lesions),
         "total_volume_mm3": analysis.total_voxels * analysis.voxel_volume_mm3,
         "total_soft_volume_mm3": (sum(lesion.soft_volume_mm3 for lesion in analysis.lesions)
@@ -158,11 +178,6 @@ def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str |
         "inputs": inputs,
         "software": {"name": "spinal-lesion-seg", "version": __version__},
     }
-    return StatsOutputs(
-        lesions_csv=write_text(_csv(LESION_COLUMNS, lesion_rows(analysis, with_cord)), out / "lesions.csv"),
-        levels_csv=write_text(_csv(LEVEL_COLUMNS, level_rows), out / "levels.csv"),
-        summary_json=write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json"),
-        label_image=label_path, summary=summary)
 
 
 def _label_image(analysis: LesionAnalysis, reference: sitk.Image) -> sitk.Image:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -84,6 +85,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
         writable_file(args.json)
 
 
+def _show_warnings() -> None:
+    """Show the library's logged warnings (plausibility, resampling) as one stderr line each, like predict's:
+    ``spinal-lesion-seg: warning: FILE: what looks wrong``."""
+    logger = logging.getLogger("SpinalLesionSegLib")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
@@ -91,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _show_warnings()
     try:
         _check_outputs(args)
         return int(args.func(args))

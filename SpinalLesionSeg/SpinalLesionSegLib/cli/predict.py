@@ -73,10 +73,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             result = predict_case(model, case, job, info, ProgressBar(f"[{number}/{len(cases)}] {case[0].name}"))
         except InputError as error:
             failures += 1
-            print(f"spinal-lesion-seg: error: {error}", file=sys.stderr)
+            print(f"{defaults.PROG}: error: {error}", file=sys.stderr)
             continue
         for warning in result["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"{defaults.PROG}: warning: {warning}", file=sys.stderr)
         print(f"{case[0]}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
     return 2 if failures else 0
 

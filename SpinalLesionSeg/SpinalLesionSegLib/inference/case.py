@@ -9,8 +9,9 @@ Outputs per case (``<stem>`` = the first input's file name without its extension
 * ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, orientation, ROI,
   contrast hint, timings, software version, BIDS-style ``GeneratedBy``.
 
-All are written atomically (temporary name, then rename) and the sidecar last, so a complete sidecar means a
-complete set of outputs.
+They are published as one set (:mod:`..result_set`): staged under hidden temporary names, then renamed into place
+with the sidecar last, under a journal that the next run rolls forward if this one is killed; so a folder holds the
+old complete set or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -27,20 +28,22 @@ import SimpleITK as sitk
 from .. import __version__, defaults
 from ..contrasts import resolve_contrast
 from ..errors import InputError
-from ..image_io import (
-    read_image,
-    remove_stale_temporaries,
-    sha256_file,
-    split_image_suffix,
-    write_image,
-    write_text,
-)
+from ..image_io import read_image, sha256_file, split_image_suffix
 from ..models.resolve import ResolvedModel
 from ..outputs import WRITTEN_SHA256, check_not_corrected, writable_folder
-from .predictor import LoadedModel, Prediction, Progress
+from ..plausibility import (
+    contrast_conflict,
+    contrast_evidence,
+    looks_like_image,
+    roi_mask_fit,
+)
+from ..result_set import ResultSet, recover
+from .predictor import LoadedModel, Progress
 from .protocol import Job
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
+#: The progress fraction at which a case starts writing its outputs (the "write" stage).
+WRITE_FRACTION = 0.97
 CODE_URL = "https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg"
 #: What each ensemble rule means, written into the sidecar.
 ENSEMBLE_DEFINITIONS = {
@@ -95,30 +98,58 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     write its outputs into ``job.output_dir``; return the result record."""
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
+    report = progress or (lambda stage, fraction: None)
     paths = output_paths(writable_folder(job.output_dir), split_image_suffix(inputs[0])[0])
+    recover(paths["sidecar"])  # a killed run's half-published set is completed before it is judged
     check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
     images, contrast, warnings = _read_case(model, inputs, job.contrast, info)
-    box = job.roi_box
-    roi = case_roi(mask=read_image(job.roi_mask) if job.roi_mask else None,
+    roi = _case_roi(job, info, model.name, images[0], warnings)
+    read_seconds = time.perf_counter() - started
+
+    prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
+                               progress=_before_writing(report))
+
+    report("write", WRITE_FRACTION)
+    write_started = time.perf_counter()
+    with ResultSet(paths["sidecar"], {r: p for r, p in paths.items() if r != "sidecar"}) as result_set:
+        for role, image in (("lesion_seg", prediction.binary), ("lesion_soft", prediction.soft),
+                            ("sc_seg", prediction.cord)):
+            if image is not None:
+                result_set.stage_image(role, image)
+        timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
+                   "model_load_s": model.load_seconds}
+        sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, result_set, timings)
+        published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
+    report("done", 1.0)
+    return {"inputs": [str(p) for p in inputs], "outputs": {role: str(path) for role, path in published.items()},
+            "timings_s": sidecar["timings_s"], "device": sidecar["device"], "warnings": warnings,
+            "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}
+
+
+def _before_writing(report: Progress) -> Progress:
+    """The predictor's progress squeezed below WRITE_FRACTION (its "done" dropped): the case is done only once
+    its outputs are published."""
+    def scaled(stage: str, fraction: float) -> None:
+        if stage != "done":
+            report(stage, fraction * WRITE_FRACTION)
+    return scaled
+
+
+def _case_roi(job: Job, info: dict[str, Any], model_name: str, image: sitk.Image, warnings: list[str]
+              ) -> Box | None:
+    """The job's ROI (:func:`.roi.case_roi`); warnings when a cord mask seems to be an image or from another scan
+    (:mod:`..plausibility`), or when a crop-trained model gets no ROI."""
+    box, mask = job.roi_box, read_image(job.roi_mask) if job.roi_mask else None
+    if mask is not None:
+        found = roi_mask_fit(mask, image) + [looks_like_image(sitk.GetArrayViewFromImage(mask), "a cord mask")]
+        warnings += [f"{Path(job.roi_mask).name} {text}" for text in found if text]
+    roi = case_roi(mask=mask,
                    box=box_from_corners(box.ras_min_mm, box.ras_max_mm, "ROI box") if box else None,
                    margin_mm=job.roi_margin_mm, model_margins_mm=info.get("crop_margins_mm"), source=str(job.roi_mask))
     if roi is None and info.get("crop"):
-        warnings.append(f"model {model.name} was trained on images cropped around the cord "
+        warnings.append(f"model {model_name} was trained on images cropped around the cord "
                         f"({info['crop']}); give a cord mask (--roi-mask) or an ROI")
-    read_seconds = time.perf_counter() - started
-
-    prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi, progress=progress)
-
-    write_started = time.perf_counter()
-    outputs = _write_images(prediction, paths)
-    timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
-               "model_load_s": model.load_seconds}
-    sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, outputs, timings)
-    write_text(json.dumps(sidecar, indent=2) + "\n", paths["sidecar"])  # last: a sidecar means a complete set
-    outputs["sidecar"] = str(paths["sidecar"])
-    return {"inputs": [str(p) for p in inputs], "outputs": outputs, "timings_s": sidecar["timings_s"],
-            "device": sidecar["device"], "warnings": warnings,
-            "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}
+    return roi
 
 
 def _read_case(model: LoadedModel, inputs: list[Path], hint: str, info: dict[str, Any]
@@ -127,7 +158,8 @@ def _read_case(model: LoadedModel, inputs: list[Path], hint: str, info: dict[str
     and apply the PSIR sign inversion the model expects. Returns (images, (contrast, its source), warnings)."""
     images = [read_image(p) for p in inputs]
     contrast, contrast_source = resolve_contrast(hint, inputs[0])
-    warnings: list[str] = []
+    conflict = contrast_conflict(contrast, contrast_evidence(inputs[0]))
+    warnings: list[str] = [f"{inputs[0].name}: {conflict}"] if conflict else []
     trained_on = info.get("contrasts")
     if contrast and trained_on and contrast not in trained_on:
         warnings.append(f"model {model.name} was not trained on {contrast} (trained on {', '.join(trained_on)}); "
@@ -139,22 +171,8 @@ def _read_case(model: LoadedModel, inputs: list[Path], hint: str, info: dict[str
     return images, (contrast, contrast_source), warnings
 
 
-def _write_images(prediction: Prediction, paths: dict[str, Path]) -> dict[str, str]:
-    """Write the mask, soft map and cord mask atomically (after removing hidden temporary files a killed run
-    left); return their paths by role."""
-    for path in paths.values():
-        remove_stale_temporaries(path)
-    write_image(prediction.binary, paths["lesion_seg"])
-    write_image(prediction.soft, paths["lesion_soft"])
-    outputs = {"lesion_seg": str(paths["lesion_seg"]), "lesion_soft": str(paths["lesion_soft"])}
-    if prediction.cord is not None:
-        write_image(prediction.cord, paths["sc_seg"])
-        outputs["sc_seg"] = str(paths["sc_seg"])
-    return outputs
-
-
 def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Path],
-             contrast: tuple[str | None, str], roi: Box | None, warnings: list[str], outputs: dict[str, str],
+             contrast: tuple[str | None, str], roi: Box | None, warnings: list[str], result_set: ResultSet,
              timings: dict[str, float]) -> dict[str, Any]:
     """The ``<stem>_lesion_seg.json`` record: what ran, on what, how, and how long it took (s)."""
     return {
@@ -171,8 +189,8 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "roi": roi.as_dict() if roi else None,
         "contrast": {"hint": job.contrast, "used": contrast[0], "source": contrast[1]},
         "warnings": warnings,
-        "outputs": dict(outputs),
-        WRITTEN_SHA256: {role: sha256_file(path) for role, path in outputs.items()},
+        "outputs": {role: str(result_set.roles[role]) for role in result_set.staged},
+        WRITTEN_SHA256: result_set.sha256(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "Sources": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,

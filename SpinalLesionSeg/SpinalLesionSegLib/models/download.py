@@ -23,6 +23,8 @@ from .progress import ProgressCallback, byte_counter
 CHUNK_BYTES = 1 << 20
 #: Seconds without any data before a connection counts as dead (the download can then be resumed).
 TIMEOUT_S = 60.0
+#: Largest file a download may bring when the caller knows no size: 8 GiB, ten times the largest published model.
+DEFAULT_MAX_BYTES = 8 * 1024 ** 3
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
@@ -42,13 +44,17 @@ def part_path(destination: Path) -> Path:
     return destination.with_name(destination.name + ".part")
 
 
-def download(url: str, destination: Path, progress: ProgressCallback | None = None) -> Path:
+def download(url: str, destination: Path, progress: ProgressCallback | None = None,
+             max_bytes: int | None = None) -> Path:
     """Download ``url`` to ``destination``, resuming a previous partial download; return ``destination``.
 
     The data goes to ``destination.part`` and is renamed to ``destination`` only once complete, so an existing
     ``destination`` is always a whole file (and is returned at once). Network failures raise InputError naming
-    the URL and saying that running the same command again resumes.
+    the URL and saying that running the same command again resumes. A file over ``max_bytes`` (DEFAULT_MAX_BYTES
+    when None) is refused from its declared size before any byte comes, or as soon as it passes the limit when the
+    server declares none; its partial file is deleted, so a wrong or hostile URL cannot fill the disk.
     """
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     if destination.is_file():
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -61,10 +67,14 @@ def download(url: str, destination: Path, progress: ProgressCallback | None = No
             os.replace(part, destination)
             return destination
         part.unlink()
-        return download(url, destination, progress)
+        return download(url, destination, progress, max_bytes)
     with response:
         offset, total = _resume_point(url, response, offset)
-        done = _receive(url, response, part, offset, total, byte_counter(progress, destination.name, total, offset))
+        if total is not None and total > limit:
+            part.unlink(missing_ok=True)
+            raise _too_large(url, f"declares {total} bytes", limit)
+        done = _receive(url, response, part, offset, total, byte_counter(progress, destination.name, total, offset),
+                        limit)
     if total is not None and done != total:
         raise InputError(url, f"download interrupted after {done} of {total} bytes; run the same command again "
                               "to resume")
@@ -101,9 +111,15 @@ def _resume_point(url: str, response: HTTPResponse, offset: int) -> tuple[int, i
     return 0, int(length) if length and length.isdigit() else None  # the server ignored Range: start over
 
 
+def _too_large(url: str, what: str, limit: int) -> InputError:
+    return InputError(url, f"{what}, more than the {limit} bytes this download may take: refused (a wrong or "
+                           "hostile URL?)")
+
+
 def _receive(url: str, response: HTTPResponse, part: Path, offset: int, total: int | None,
-             on_bytes: Callable[[int], None]) -> int:
-    """Append the response body to ``part`` (truncated first when ``offset`` is 0); return its size in bytes."""
+             on_bytes: Callable[[int], None], limit: int) -> int:
+    """Append the response body to ``part`` (truncated first when ``offset`` is 0); return its size in bytes.
+    Past ``limit`` bytes the part file is deleted and the download refused."""
     done = offset
     try:
         with part.open("ab" if offset else "wb") as out:
@@ -111,8 +127,13 @@ def _receive(url: str, response: HTTPResponse, part: Path, offset: int, total: i
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
                 done += len(chunk)
+                if done > limit:
+                    break
                 on_bytes(len(chunk))
     except (OSError, HTTPException) as error:
         raise InputError(url, f"download interrupted after {done} of {total or '?'} bytes ({error}); run the "
                               "same command again to resume") from None
+    if done > limit:
+        part.unlink()
+        raise _too_large(url, f"sent more than {limit} bytes", limit)
     return done

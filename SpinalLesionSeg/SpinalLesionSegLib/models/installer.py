@@ -117,7 +117,8 @@ def _locate_sources(manifest: ModelManifest | None, sources: Sequence[str | os.P
         origins = [str(path) for path in paths]
     else:
         assert manifest is not None
-        paths = [download(archive.url, downloads / archive.filename, progress) for archive in manifest.archives]
+        paths = [download(archive.url, downloads / archive.filename, progress, manifest.max_download_bytes)
+                 for archive in manifest.archives]
         origins = [archive.url for archive in manifest.archives]
     located = []
     for path, origin in zip(paths, origins):

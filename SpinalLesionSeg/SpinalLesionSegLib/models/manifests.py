@@ -27,6 +27,9 @@ DEFAULT_ORIENTATION = "LPI"
 #: A known model's installed files may unpack to at most this many times its download size (``size_mb``): trained
 #: weights barely compress, so anything far beyond is not the published model (a hostile mirror, a zip bomb).
 UNPACKED_PER_DOWNLOADED = 3
+#: A known model's downloads may total at most this many times ``size_mb`` (a re-released model may grow a little;
+#: a URL serving far more is not the model, and would fill the disk).
+DOWNLOAD_SLACK = 2
 
 #: Where the bundled demo model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install),
 #: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
@@ -106,6 +109,11 @@ class ModelManifest:
     def max_unpacked_bytes(self) -> int | None:
         """Most bytes its installed files may unpack to (from ``size_mb``); ``None`` when its size is unknown."""
         return None if self.size_mb is None else int(self.size_mb * 1e6 * UNPACKED_PER_DOWNLOADED)
+
+    @property
+    def max_download_bytes(self) -> int | None:
+        """Most bytes one of its archives may download (from ``size_mb``); ``None`` when its size is unknown."""
+        return None if self.size_mb is None else int(self.size_mb * 1e6 * DOWNLOAD_SLACK)
 
 
 _LESION_MS_CITATION = (

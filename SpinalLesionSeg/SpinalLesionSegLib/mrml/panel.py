@@ -34,7 +34,7 @@ import vtk
 from .. import defaults
 from ..analysis.level_sources import load_level_source
 from ..analysis.levels import LevelSource
-from ..contrasts import contrast_from_description, guess_contrast
+from ..contrasts import contrast_from_description, guess_contrast, resolve_contrast
 from ..describe import describe_image, format_description
 from ..errors import InputError
 from ..image_io import read_image, write_image
@@ -42,6 +42,7 @@ from ..inference.protocol import Error, Job, Message, Result, RoiBox
 from ..inference.roi import box_from_bounds
 from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..outputs import writable_folder
+from ..plausibility import contrast_conflict
 from ..validation import validate_image
 from .nodes import image_from_volume_node, labelmap_from_segmentation
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
@@ -67,6 +68,7 @@ class PanelLogic(ReviewSteps):
         self.client: Any = None
         self.work_dir: Path | None = None
         self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
+        self.job_warnings: list[str] = []  # what the panel noticed about the submitted job (the worker adds more)
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
 
     def _work_path(self, name: str) -> Path:
@@ -110,6 +112,7 @@ class PanelLogic(ReviewSteps):
         contrast = p.contrast
         if contrast == defaults.CONTRAST:  # the temporary file has no BIDS name: guess from the volume here
             contrast = self.guess_contrast(p.inputVolume, series_description) or defaults.CONTRAST
+        self.job_warnings = _contrast_warnings(contrast, p.inputVolume.GetName(), series_description)
         roi_mask, roi_box = self._roi(p)
         return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
@@ -173,12 +176,15 @@ class PanelLogic(ReviewSteps):
             self.client.stop()
             self.client = None
 
-    @staticmethod
-    def result_summary(result: Result) -> str:
-        """"Done in 12.3 s on cuda.": the job's total time (s) including model loading, and the device."""
+    def result_summary(self, result: Result) -> str:
+        """"Done in 12.3 s on cuda.": the job's total time (s) including model loading, and the device; then every
+        warning about the job (a contrast the model was not trained on, a contrast hint the series description
+        contradicts...), which the panel must not hide."""
         timings = result.results[0]["timings_s"]
         seconds = sum(v for k, v in timings.items() if k != "model_load_s") + result.model_load_s
-        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}."
+        warnings = [*self.job_warnings, *result.results[0].get("warnings", [])]
+        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}." + "".join(
+            f" Warning: {warning}" for warning in warnings)
 
     def load_results(self, p: Parameters, result: Result) -> tuple[float, float, float] | None:
         """Build the soft-map volume and the lesion segmentation from the worker's outputs (a fresh review);
@@ -254,6 +260,16 @@ def _bounds_in_volume_frame(roi: slicer.vtkMRMLNode, volume: slicer.vtkMRMLScala
     corners = np.array([world_to_volume.TransformPoint(corner) for corner in itertools.product(
         bounds[0:2], bounds[2:4], bounds[4:6])])
     return [value for axis in range(3) for value in (corners[:, axis].min(), corners[:, axis].max())]
+
+
+def _contrast_warnings(contrast: str, volume_name: str, series_description: str) -> list[str]:
+    """A warning when the contrast the job uses (a name, or auto) differs from what the volume's name (a BIDS
+    suffix) or its DICOM series description says (:func:`..plausibility.contrast_conflict`)."""
+    used = resolve_contrast(contrast, volume_name)[0]
+    evidence = {"the volume name": guess_contrast(volume_name + ".nii.gz"),
+                "the DICOM series description": contrast_from_description(series_description)}
+    conflict = contrast_conflict(used, {source: named for source, named in evidence.items() if named})
+    return [conflict] if conflict else []
 
 
 def _checked_image(volume: slicer.vtkMRMLScalarVolumeNode | None) -> sitk.Image:
