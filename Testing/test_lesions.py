@@ -187,8 +187,8 @@ def test_box_lesions_with_soft_map_and_label_image(labelled, shared_data: Path, 
     assert np.array_equal(label_values > 0, mask)
 
 
-def test_other_grids_are_resampled_with_a_warning_or_refused(labelled, tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_other_grids_are_refused_unless_resampling_is_asked_for(labelled, tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     reference, labels = labelled
     mask = box_lesion(labels > 0, INTERIOR_SLICES[3])
     lesion = save(mask.astype(np.uint8), reference, tmp_path / "les.nii.gz")
@@ -199,15 +199,18 @@ def test_other_grids_are_resampled_with_a_warning_or_refused(labelled, tmp_path:
                          reference.TransformContinuousIndexToPhysicalPoint((-0.25, -0.25, -0.25)),
                          [0.5, 0.5, 0.5], reference.GetDirection())
     sitk.WriteImage(fine, str(tmp_path / "fine.nii.gz"))
+    with pytest.raises(InputError, match="fine.nii.gz: is on another voxel grid than the lesion mask .*--resample"):
+        run_stats(lesion, tmp_path / "out", soft_path=tmp_path / "fine.nii.gz")
+    assert not (tmp_path / "out" / "summary.json").exists()
     with caplog.at_level(logging.WARNING):
-        outputs = run_stats(lesion, tmp_path / "out", soft_path=tmp_path / "fine.nii.gz")
+        outputs = run_stats(lesion, tmp_path / "out", soft_path=tmp_path / "fine.nii.gz", resample=True)
     assert "different voxel grid" in caplog.text and "fine.nii.gz" in caplog.text
     assert outputs.summary["total_soft_volume_mm3"] == pytest.approx(0.5 * np.count_nonzero(mask))
     far = sitk.ReadImage(str(tmp_path / "fine.nii.gz"))
     far.SetOrigin([o + 500.0 for o in far.GetOrigin()])
     sitk.WriteImage(far, str(tmp_path / "far.nii.gz"))
     with pytest.raises(InputError, match="does not overlap"):
-        run_stats(lesion, tmp_path / "out", soft_path=tmp_path / "far.nii.gz")
+        run_stats(lesion, tmp_path / "out", soft_path=tmp_path / "far.nii.gz", resample=True)
 
 
 def test_a_probability_map_given_as_the_mask_is_refused(labelled, tmp_path: Path) -> None:

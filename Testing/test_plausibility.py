@@ -94,3 +94,24 @@ def test_the_panel_shows_a_contrast_the_series_description_contradicts() -> None
     assert _contrast_warnings("T2w", "Volume", "SAG STIR") == [
         "the contrast used is T2w but the DICOM series description says STIR; check the contrast hint"]
     assert "volume name says T2*w" in _contrast_warnings("PSIR", "sub-01_T2starw", "")[0]
+
+
+def test_masks_on_another_grid_are_refused_unless_resample_is_asked_for(tmp_path: Path, t2_path: Path) -> None:
+    """evaluate and sweep with a real cord mask and the same mask at 0.5 mm: refused in one line naming the file
+    and --resample; with --resample, resampled (nearest neighbour) and scored."""
+    cord_path = t2_path.parent / "t2_seg-manual.nii.gz"
+    cord = read_image(cord_path)
+    fine = sitk.Resample(cord, [2 * s for s in cord.GetSize()], sitk.Transform(), sitk.sitkNearestNeighbor,
+                         cord.TransformContinuousIndexToPhysicalPoint((-0.25, -0.25, -0.25)),
+                         [s / 2 for s in cord.GetSpacing()], cord.GetDirection())
+    fine_path = write_image(fine, tmp_path / "cord_fine.nii.gz")
+    soft_path = write_image(sitk.Cast(cord, sitk.sitkFloat32), tmp_path / "cord_soft.nii.gz")
+    for args in (("evaluate", "--ref", str(cord_path), "--pred", str(fine_path)),
+                 ("sweep", "--soft", str(soft_path), "--ref", str(fine_path), "-o", str(tmp_path / "sweep"))):
+        refused = _cli(*args)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "cord_fine.nii.gz: is on another voxel grid" in refused.stderr and "--resample" in refused.stderr
+        resampled = _cli(*args, "--resample")
+        assert resampled.returncode == 0, resampled.stderr
+        assert "resampled onto it (nearest neighbour)" in resampled.stderr
+    assert " 1.000 " in _cli("evaluate", "--ref", str(cord_path), "--pred", str(fine_path), "--resample").stdout

@@ -186,21 +186,32 @@ def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = GRID_TOLERANCE) -
 
 
 def resample_to_grid(image: sitk.Image, reference: sitk.Image, source: str | os.PathLike[str] | None,
-                     reference_name: str) -> sitk.Image:
+                     reference_name: str, *, allow: bool) -> sitk.Image:
     """Return ``image`` on ``reference``'s voxel grid (nearest neighbour, so labels and masks keep their values).
 
-    Unchanged when the grids already match. Otherwise logs a warning naming both images (different grids are
-    usually a mistake the user wants to know about) and resamples; raises InputError when the two images do not
-    overlap physically at all, since then no voxel could be compared.
+    Unchanged when the grids already match. Otherwise resampled only when the user asked (``allow``: the
+    ``--resample`` option; in Slicer, choosing a node on another grid, which Slicer itself shows resampled), with a
+    logged warning naming both images: masks and level maps are meant to share their image's grid, and a
+    different one is usually a mix-up. InputError when not allowed, and when the two images do not overlap
+    physically at all, since then no voxel could be compared.
     """
     if same_grid(image, reference):
         return image
     if not _boxes_overlap(image, reference):
         raise InputError(source, f"does not overlap {reference_name} physically (different position in the "
                                  "scanner); it cannot belong to the same scan")
+    if not allow:
+        raise InputError(source, f"is on another voxel grid than {reference_name} (size {list(image.GetSize())} "
+                                 f"vs {list(reference.GetSize())}, spacing {_mm(image.GetSpacing())} vs "
+                                 f"{_mm(reference.GetSpacing())} mm); pass --resample to resample it onto that grid "
+                                 "(nearest neighbour), or give the file on the same grid")
     logging.getLogger(__name__).warning(
         "%s: on a different voxel grid from %s; resampled onto it (nearest neighbour)", source, reference_name)
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, image.GetPixelID())
+
+
+def _mm(values: tuple[float, ...]) -> str:
+    return "x".join(f"{v:g}" for v in values)
 
 
 def _boxes_overlap(a: sitk.Image, b: sitk.Image) -> bool:

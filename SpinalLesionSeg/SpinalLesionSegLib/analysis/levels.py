@@ -88,7 +88,8 @@ def assign_levels(source: LevelSource, reference: sitk.Image, flat_index: np.nda
     if flat_index.size == 0:
         return np.zeros(0, dtype=np.int16)
     if source.regions is not None:
-        aligned = resample_to_grid(source.regions, reference, source.path, "the lesion mask")
+        # Callers that take files refuse another grid unless asked (run_stats); a Slicer node on another grid is.
+        aligned = resample_to_grid(source.regions, reference, source.path, "the lesion mask", allow=True)
         # A read-only view, not a copy: only lesion voxels are read, and a copy of a large grid costs ~100 ms.
         regions = sitk.GetArrayViewFromImage(aligned)
         return _assign_from_regions(regions, reference.GetSpacing()[::-1], flat_index, max_distance_mm)

@@ -31,6 +31,7 @@ from ..image_io import (
     image_to_array,
     read_image,
     resample_to_grid,
+    same_grid,
     sha256_file,
     split_image_suffix,
 )
@@ -82,9 +83,11 @@ def read_mask(path: str | os.PathLike[str]) -> sitk.Image:
     return image
 
 
-def read_soft(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str) -> np.ndarray:
-    """Read a probability map (values 0..1) onto ``reference``'s grid, as float64 ``[k, j, i]``."""
-    return soft_values(resample_to_grid(read_image(path), reference, path, reference_name), path)
+def read_soft(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str, *,
+              resample: bool) -> np.ndarray:
+    """Read a probability map (values 0..1) onto ``reference``'s grid, as float64 ``[k, j, i]``; another grid
+    only with ``resample`` (:func:`..image_io.resample_to_grid`)."""
+    return soft_values(resample_to_grid(read_image(path), reference, path, reference_name, allow=resample), path)
 
 
 def soft_values(image: sitk.Image, source: str | os.PathLike[str]) -> np.ndarray:
@@ -96,9 +99,11 @@ def soft_values(image: sitk.Image, source: str | os.PathLike[str]) -> np.ndarray
     return np.clip(values, 0.0, 1.0)
 
 
-def read_mask_on(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str) -> np.ndarray:
-    """Read a binary mask onto ``reference``'s grid, as a boolean ``[k, j, i]`` array."""
-    return image_to_array(resample_to_grid(read_mask(path), reference, path, reference_name)) != 0
+def read_mask_on(path: str | os.PathLike[str], reference: sitk.Image, reference_name: str, *,
+                 resample: bool) -> np.ndarray:
+    """Read a binary mask onto ``reference``'s grid, as a boolean ``[k, j, i]`` array; another grid only with
+    ``resample`` (:func:`..image_io.resample_to_grid`)."""
+    return image_to_array(resample_to_grid(read_mask(path), reference, path, reference_name, allow=resample)) != 0
 
 
 def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
@@ -106,16 +111,19 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
               levels_kind: str = AUTO, cord_path: str | os.PathLike[str] | None = None,
               restrict_to_cord: bool = False, cord_dilation_mm: float = 0.0,
               connectivity: int = CONNECTIVITY, min_size_mm3: float = 0.0,
-              max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> StatsOutputs:
-    """Analyse a lesion mask and write lesions.csv, levels.csv, summary.json and the lesion label image."""
+              max_distance_mm: float = LEVEL_MAX_DISTANCE_MM, resample: bool = False) -> StatsOutputs:
+    """Analyse a lesion mask and write lesions.csv, levels.csv, summary.json and the lesion label image. The soft
+    map, cord mask and a levels image must share the lesion mask's grid, unless ``resample`` (``--resample``)."""
     if restrict_to_cord and cord_path is None:
         raise InputError(None, "restricting lesions to the cord needs a cord mask (--cord)")
     reference = read_mask(lesion_path)
     mask = image_to_array(reference) != 0
     name = "the lesion mask"
-    soft = read_soft(soft_path, reference, name) if soft_path else None
-    cord = read_mask_on(cord_path, reference, name) if cord_path else None
+    soft = read_soft(soft_path, reference, name, resample=resample) if soft_path else None
+    cord = read_mask_on(cord_path, reference, name, resample=resample) if cord_path else None
     source = load_level_source(levels_path, levels_kind) if levels_path else None
+    if source is not None and source.regions is not None and not same_grid(source.regions, reference):
+        resample_to_grid(source.regions, reference, source.path, name, allow=resample)  # refused unless allowed
     analysis = analyze_lesions(mask, reference, soft=soft, levels=source, max_distance_mm=max_distance_mm,
                                cord=cord, restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
                                connectivity=connectivity, min_size_mm3=min_size_mm3)

@@ -75,10 +75,12 @@ def summarise(per_case: dict[str, list[dict]]) -> SweepResult:
     return SweepResult(cases=cases, mean=mean, recommended=recommended)
 
 
-def run_sweep(soft_paths: list[str], ref_paths: list[str], out_dir: str | os.PathLike[str]) -> SweepResult:
+def run_sweep(soft_paths: list[str], ref_paths: list[str], out_dir: str | os.PathLike[str], *,
+              resample: bool = False) -> SweepResult:
     """Sweep every (soft map, reference) pair and write sweep.csv, sweep.json and sweep.png into ``out_dir``.
 
-    References are resampled onto their soft map's grid (nearest neighbour, with a warning) when they differ.
+    A reference on another grid than its soft map is refused, or with ``resample`` resampled onto it (nearest
+    neighbour, with a warning).
     """
     if len(soft_paths) != len(ref_paths):
         raise InputError(None, f"{len(soft_paths)} soft map(s) but {len(ref_paths)} reference(s): give one "
@@ -87,7 +89,7 @@ def run_sweep(soft_paths: list[str], ref_paths: list[str], out_dir: str | os.Pat
     for soft_path, ref_path in zip(soft_paths, ref_paths):
         grid = read_image(soft_path)
         soft = soft_values(grid, soft_path)
-        ref = read_mask_on(ref_path, grid, f"the soft map {soft_path}")
+        ref = read_mask_on(ref_path, grid, f"the soft map {soft_path}", resample=resample)
         per_case[_unique_name(str(soft_path), per_case)] = sweep_case(soft, ref, voxel_volume_mm3(grid))
     result = summarise(per_case)
 

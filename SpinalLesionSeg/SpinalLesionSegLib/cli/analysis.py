@@ -49,6 +49,7 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     stats.add_argument("--max-distance", type=_non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
                        help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
                        f"within this distance in mm (default {LEVEL_MAX_DISTANCE_MM:g})")
+    _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
     _add_output_folder(stats)
 
 
@@ -59,6 +60,7 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         description="Compare predicted masks with reference masks, pair by pair in the given order. Prints a table "
         "(and the means for several pairs); --json writes everything. Rules: docs/conventions.md.")
     _add_paired_files(evaluate, ("--ref", "REF", "reference mask(s)"), ("--pred", "PRED", "predicted mask(s)"))
+    _add_resample(evaluate, "each prediction onto its reference's grid")
     evaluate.add_argument("--rules", choices=("paper", "anima"), default="paper",
                           help="lesion-wise rules: the seed paper's (default) or ANIMA's")
     evaluate.add_argument("--json", metavar="OUT", help="write per-pair metrics and means to this JSON file")
@@ -71,7 +73,14 @@ def _register_sweep(commands: argparse._SubParsersAction) -> None:
         "paper's rules). Writes sweep.csv, sweep.json (with the recommended threshold) and sweep.png into OUTDIR.")
     _add_paired_files(sweep, ("--soft", "SOFT", "soft map(s), values 0..1"),
                       ("--ref", "REF", "reference mask(s), same order"))
+    _add_resample(sweep, "each reference onto its soft map's grid")
     _add_output_folder(sweep)
+
+
+def _add_resample(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--resample", action="store_true",
+                        help=f"resample {what} (nearest neighbour) when the grids differ; without it a file on "
+                        "another grid is refused, since it is usually a mix-up")
 
 
 def _add_command(commands: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], *,
@@ -111,7 +120,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     outputs = run_stats(args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
                         levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
                         cord_dilation_mm=args.cord_dilation, connectivity=args.connectivity,
-                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance)
+                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance, resample=args.resample)
     summary = outputs.summary
     print(f"{summary['lesion_count']} lesion(s), {summary['total_volume_mm3']:.6g} mm3 in total")
     for level, row in summary["per_level"].items():
@@ -135,7 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = []
     for ref_path, pred_path in zip(args.ref, args.pred):
         ref_image = read_mask(ref_path)
-        pred = read_mask_on(pred_path, ref_image, f"the reference {ref_path}")
+        pred = read_mask_on(pred_path, ref_image, f"the reference {ref_path}", resample=args.resample)
         voxel_volume = voxel_volume_mm3(ref_image)
         results.append(evaluate(image_to_array(ref_image) != 0, pred, voxel_volume, args.rules))
 
@@ -168,7 +177,7 @@ def _cell(value: float | int) -> str:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from ..analysis.sweep import run_sweep
 
-    result = run_sweep(args.soft, args.ref, args.output)
+    result = run_sweep(args.soft, args.ref, args.output, resample=args.resample)
     print(f"{'threshold':>9} {'dice':>6} {'F1':>6} {'PPV':>6} {'recall':>6} {'n_pred':>7}")
     for row in result.mean:
         print(f"{row['threshold']:>9.2f} {row['dice']:>6.3f} {row['f1']:>6.3f} {row['ppv']:>6.3f} "
