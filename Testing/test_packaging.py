@@ -148,3 +148,13 @@ def test_core_imports_without_slicer_qt_or_torch() -> None:
     result = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "SpinalLesionSegLib.image_io" in result.stdout and "SpinalLesionSegLib.cli.app" in result.stdout
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    """A package missing from pyproject's ``packages`` is silently left out of a pip-installed (non-editable) wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    lib = MODULE_DIR / "SpinalLesionSegLib"
+    found = {"SpinalLesionSegLib." + ".".join(p.parent.relative_to(lib).parts) for p in lib.rglob("__init__.py")}
+    assert {name.rstrip(".") for name in found} <= listed

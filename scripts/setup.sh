@@ -18,6 +18,19 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
+# The QC page's browser test drives Debian's Chromium (Playwright's own browser download is never used). Checked
+# before the stamp, so an existing environment gets it too; never fails the setup (the test is then skipped).
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing Debian's chromium for the QC-page browser test" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || true
+  fi
+  [ -x /usr/bin/chromium ] ||
+    echo "setup: no /usr/bin/chromium (installing needs root and apt-get): the QC-page browser test will be skipped" >&2
+fi
+
 # Reinstall only when what we install changed: the stamp records the inputs of the last successful install.
 stamp="$venv/.spinal-lesion-seg-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $torch_spec"

@@ -2,7 +2,8 @@
 or the new complete set, never a new mask beside an old soft map and sidecar.
 
 A set is the files one case writes plus its *manifest* (the prediction sidecar, a report's summary.json), which
-records the sha256 of each file and is written last: a set exists exactly when its manifest does, and then every file it lists matches.
+records the sha256 of each file and is written last: a set exists exactly when its manifest does, and then every
+file it lists matches.
 
 Publishing, in four steps:
 

@@ -36,7 +36,7 @@ class ProgressBar:
         self.last_stage = stage
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=defaults.MODEL,
                         help=f"installed model name or nnU-Net model folder (default: {defaults.MODEL})")
     parser.add_argument("--contrast", default=defaults.CONTRAST, choices=defaults.CONTRAST_CHOICES,
@@ -134,7 +134,7 @@ def register(commands: Any) -> None:
         "the images of each case consecutively.")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="NIfTI or NRRD image(s)")
     predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
-    _add_model_options(predict)
+    add_model_options(predict)
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",

@@ -71,6 +71,15 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
             "crop_margins_mm": crop_margins_mm(resolved.crop_metadata, crop.margins_mm if crop else None)}
 
 
+def result_settings(job: Job) -> dict[str, Any]:
+    """The job settings a result depends on, as the sidecar records them under ``settings``: what a batch re-run
+    compares (with the model's fingerprint and the input's sha256) to decide whether a result is still current.
+    Where it ran (device) is not among them: a result is as good from one device as from another."""
+    return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
+            "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
+            "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None}
+
+
 def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
     """Split input paths into cases: one path per case for single-channel models, else consecutive groups of
     ``n_channels`` (e.g. ``T2w.nii.gz STIR.nii.gz T2w_2.nii.gz STIR_2.nii.gz`` for a two-channel model)."""
@@ -180,6 +189,7 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
                   **{k: v for k, v in info.items() if k != "contrasts"}},
         "folds": model.folds,
         "threshold": job.threshold,
+        "settings": result_settings(job),
         "ensemble": {"rule": job.ensemble, "definition": ENSEMBLE_DEFINITIONS[job.ensemble]},
         "soft_map": "mean lesion probability over folds (float32, 0..1)",
         "test_time_augmentation": model.tta,

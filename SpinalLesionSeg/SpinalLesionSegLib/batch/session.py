@@ -1,0 +1,112 @@
+"""One ``batch`` invocation: choose the images, decide what must run, run it, rebuild the table and QC page.
+
+The steps are separate so that ``--dry-run`` stops after the plan (writing nothing) and ``--qc-only`` only
+rebuilds the views. Everything written lives under ``ROOT/derivatives/spinal-lesion-seg``; the raw data is only read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..bids import BidsImage, check_root, find_images, pipeline_dir, read_selection, select, split_part
+from ..errors import InputError
+from ..image_io import write_text
+from ..inference.case import CODE_URL, result_settings
+from ..inference.protocol import Job
+from ..models.resolve import ResolvedModel, resolve_model
+from ..outputs import writable_folder
+from .plan import RUN, Decision, decide
+from .records import ImageRecord, read_record, read_records, record_path, write_record, write_tsv
+from .runner import BatchRunner, OnRecord, reuse_record
+
+BIDS_VERSION = "1.9.0"
+
+
+class BatchSession:
+    """A batch over the dataset at ``root`` (checked to be a BIDS root with sub-* folders)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = check_root(root).resolve()
+        self.pipeline = pipeline_dir(self.root)
+        self.model: ResolvedModel | None = None
+        self.jobs: dict[BidsImage, Job] = {}
+
+    def select(self, suffixes: Sequence[str] | None, include: Sequence[str], exclude: Sequence[str],
+               num_parts: int, part_id: int, model: str) -> list[BidsImage]:
+        """The images to consider: by suffix (default: the contrasts ``model`` was trained on), by the include
+        and exclude lists, then this part of ``num_parts``. InputError when nothing is left."""
+        self.model = resolve_model(model)
+        images = find_images(self.root, suffixes)
+        trained_on = self.model.manifest.contrasts if self.model.manifest and not suffixes else None
+        if trained_on:
+            images = [image for image in images if image.suffix in trained_on]
+        chosen = split_part(select(images, read_selection(include), read_selection(exclude)), num_parts, part_id)
+        if not chosen:
+            what = f"no image with suffix {', '.join(suffixes or trained_on or ['(any)'])}"
+            raise InputError(self.root, f"{what} is selected: nothing to do")
+        return chosen
+
+    def plan(self, images: Sequence[BidsImage], template: dict[str, Any], roi_label: str | None,
+             overwrite: bool) -> list[Decision]:
+        """Each image's :class:`.plan.Decision`, from the job it would get (``template`` + its paths)."""
+        assert self.model is not None, "select() first"
+        decisions = []
+        for image in images:
+            roi = image.root / "derivatives" / "labels" / image.folder / f"{image.stem}_{roi_label}.nii.gz"
+            job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()),
+                      roi_mask=str(roi) if roi_label and roi.is_file() else None, **template)
+            self.jobs[image] = job
+            decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite))
+        return decisions
+
+    def run(self, decisions: Sequence[Decision], jobs: int, on_record: OnRecord | None = None
+            ) -> list[ImageRecord]:
+        """Run what must run (``jobs`` at once); record the images that are skipped or kept too."""
+        writable_folder(self.pipeline)
+        self.write_description()
+        records = [self._unrun_record(d) for d in decisions if d.action != RUN]
+        runner = BatchRunner(self.root, self.jobs.__getitem__, jobs, on_record=on_record)
+        return records + runner.run([d.image for d in decisions if d.action == RUN])
+
+    def _unrun_record(self, decision: Decision) -> ImageRecord:
+        path = record_path(self.root, decision.image.stem)
+        try:
+            previous = read_record(path) if path.exists() else None
+        except InputError:
+            previous = None
+        record = reuse_record(self.root, decision.image, "skipped" if decision.action == "skip" else "kept",
+                              previous)
+        write_record(self.root, record)
+        return record
+
+    def write_description(self) -> Path:
+        """``dataset_description.json`` of the derivatives folder (BIDS 1.9 derivative), naming the model and
+        the sha256 fingerprint of its weights."""
+        assert self.model is not None
+        model = {"Name": self.model.name, "Release": self.model.release, "SHA256": self.model.fingerprint}
+        description = {
+            "Name": "SpinalLesionSeg MS lesion predictions", "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
+                             "Description": f"MS lesion segmentation with nnU-Net model {self.model.name} "
+                                            f"(weights sha256 {self.model.fingerprint})", "Model": model}],
+        }
+        return write_text(json.dumps(description, indent=2) + "\n", self.pipeline / "dataset_description.json")
+
+    def rebuild_views(self) -> str:
+        """Rebuild ``batch.tsv`` and the QC page from every record on disk; return a summary for the terminal."""
+        from .qc_page import build_qc
+
+        records = read_records(self.root)
+        if not records:
+            raise InputError(self.pipeline, "holds no batch results yet: run batch first")
+        tsv = write_tsv(self.root, records)
+        page = build_qc(self.root, records)
+        counts = {status: sum(r.status == status for r in records) for status in ("done", "skipped", "kept",
+                                                                                   "failed")}
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        return f"{len(records)} image(s): {summary}\n  table: {tsv}\n  QC page: {page}"

@@ -1,0 +1,104 @@
+"""The ``batch`` subcommand of ``spinal-lesion-seg``: pre-label a BIDS dataset, resumably, in parallel.
+
+Registered by :mod:`.app` through ``COMMAND_MODULES``; heavy imports happen inside the command function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import defaults
+from .predict import add_model_options
+
+
+def register(commands: Any) -> None:
+    batch = commands.add_parser(
+        "batch", help="pre-label a BIDS dataset: resumable, parallel, with a QC page and batch.tsv",
+        description="Run a model over every anatomical image of a BIDS dataset. Outputs go to "
+        "ROOT/derivatives/spinal-lesion-seg/sub-XX/[ses-YY/]anat/ (the files predict writes), with "
+        "dataset_description.json, batch.tsv, logs/ and a QC page qc/index.html. Nothing else is written. A re-run "
+        "skips images whose results are current, re-runs what a changed model or setting affects, and never "
+        "overwrites a result edited by hand (unless --overwrite).")
+    batch.add_argument("root", type=Path, metavar="BIDS_ROOT", help="root folder of the BIDS dataset")
+    add_model_options(batch)
+    batch.add_argument("--roi-label", metavar="LABEL",
+                       help="crop each image to the cord mask derivatives/labels/.../<stem>_LABEL.nii.gz when it "
+                       "exists (e.g. seg-manual), plus --roi-margin")
+    batch.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
+                       help=f"margin around the --roi-label mask in mm (default {defaults.ROI_MARGIN_MM:g})")
+    batch.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="images run at once, each in its own worker (CPU threads are shared out; default 1)")
+    batch.add_argument("--include", nargs="+", default=[], metavar="LABEL",
+                       help="only these subjects, sessions or images (sub-01 ses-02 ..., or @FILE such as a QC "
+                       "page's qc_fail.yml)")
+    batch.add_argument("--exclude", nargs="+", default=[], metavar="LABEL",
+                       help="leave out these subjects, sessions or images (or @FILE)")
+    batch.add_argument("--suffix", nargs="+", metavar="SUFFIX",
+                       help="which images, by the end of their name: T2w, acq-sag_T2w ... (default: every image "
+                       "whose BIDS suffix is a contrast the model was trained on; every image for a custom model)")
+    batch.add_argument("--overwrite", action="store_true", help="re-run images whose results were edited by hand")
+    batch.add_argument("--dry-run", action="store_true", help="list what would run and why; write nothing")
+    batch.add_argument("--num-parts", type=int, default=1, metavar="N",
+                       help="split the images into N parts (e.g. a SLURM array; nnU-Net's convention)")
+    batch.add_argument("--part-id", type=int, default=0, metavar="K", help="run part K (0..N-1) only")
+    batch.add_argument("--qc-only", action="store_true",
+                       help="rebuild batch.tsv and the QC page from what is on disk; run nothing")
+    batch.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch.session import BatchSession
+
+    session = BatchSession(args.root)
+    if args.qc_only:
+        print(session.rebuild_views())
+        return 0
+    if args.jobs < 1:
+        from ..errors import InputError
+
+        raise InputError(None, f"--jobs must be at least 1, got {args.jobs}")
+    images = session.select(args.suffix, args.include, args.exclude, args.num_parts, args.part_id, args.model)
+    decisions = session.plan(images, _job_template(args), args.roi_label, args.overwrite)
+    if args.dry_run:
+        for decision in decisions:
+            print(f"{decision.action:4}  {decision.image.relative.as_posix()}  ({decision.reason})")
+        return 0
+    bar = _BatchProgress(sum(d.action == "run" for d in decisions))
+    records = session.run(decisions, args.jobs, on_record=bar)
+    print(session.rebuild_views())
+    failed = [r for r in records if r.status == "failed"]
+    for record in failed:
+        print(f"spinal-lesion-seg: error: {record.image}: {record.error}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _job_template(args: argparse.Namespace) -> dict[str, Any]:
+    """The Job fields every image shares (inputs, output folder and ROI mask are set per image)."""
+    return {"model": args.model, "device": args.device, "folds": args.folds, "tta": args.tta,
+            "contrast": args.contrast, "threshold": args.threshold, "ensemble": args.ensemble,
+            "roi_margin_mm": args.roi_margin, "overwrite": args.overwrite}
+
+
+class _BatchProgress:
+    """One line per finished image with the count, and an ETA from the images run so far (s per image)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def __call__(self, record: Any, finished: int) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / finished * (self.total - finished)
+        what = f"{record.lesion_count} lesion(s)" if record.status == "done" else record.error
+        print(f"[{finished}/{self.total}] {record.stem}: {record.status} ({what}); "
+              f"ETA {_duration(eta) if finished < self.total else 'done'}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
