@@ -29,7 +29,7 @@ from .report import read_mask_on, soft_values
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * n, 2) for n in range(1, 20))
 #: Scores recorded per threshold (all from :class:`.metrics.Metrics`, paper rules).
 SCORES = ("dice", "f1", "ppv", "recall", "pred_lesion_count")
-CSV_COLUMNS = ("case", "threshold", *SCORES, "ref_lesion_count")
+CSV_COLUMNS = ("case", "threshold", *SCORES, "ref_lesion_count", "tp", "fp")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class SweepResult:
 
 def sweep_case(soft: np.ndarray, ref: np.ndarray, voxel_volume_mm3: float,
                thresholds: tuple[float, ...] = THRESHOLDS) -> list[dict]:
-    """Scores of ``soft >= t`` against ``ref`` (same ``[k, j, i]`` grid) for each threshold ``t``.
+    """Scores of ``soft >= t`` against ``ref`` (same ``[k, j, i]`` grid) for each threshold ``t``, with the
+    detected (``tp``) and false-positive (``fp``) lesion counts a FROC curve needs (rates cannot give them back).
 
     Only the bounding box of ``ref`` and of the voxels above the lowest threshold can hold a lesion, so the work is
     done on that box: exact, and much faster for a soft map that is mostly zero.
@@ -56,7 +57,7 @@ def sweep_case(soft: np.ndarray, ref: np.ndarray, voxel_volume_mm3: float,
     for threshold in thresholds:
         metrics = evaluate(ref, soft >= threshold, voxel_volume_mm3)
         rows.append({"threshold": threshold, **{name: getattr(metrics, name) for name in SCORES},
-                     "ref_lesion_count": metrics.ref_lesion_count})
+                     "ref_lesion_count": metrics.ref_lesion_count, "tp": metrics.tp, "fp": metrics.fp})
     return rows
 
 

@@ -70,11 +70,19 @@ def _register_sweep(commands: argparse._SubParsersAction) -> None:
     sweep = _add_command(
         commands, "sweep", _cmd_sweep, help="Dice and lesion F1/PPV/recall for thresholds 0.05..0.95 of soft maps",
         description="Threshold soft maps at 0.05, 0.10, ..., 0.95 and score each against its reference (seed "
-        "paper's rules). Writes sweep.csv, sweep.json (with the recommended threshold) and sweep.png into OUTDIR.")
-    _add_paired_files(sweep, ("--soft", "SOFT", "soft map(s), values 0..1"),
-                      ("--ref", "REF", "reference mask(s), same order"))
-    _add_resample(sweep, "each reference onto its soft map's grid")
-    _add_output_folder(sweep)
+        "paper's rules). Two forms: --soft/--ref/-o writes sweep.csv, sweep.json (with the recommended threshold) "
+        "and sweep.png into OUTDIR; --bids ROOT pairs every image's soft map (derivatives/spinal-lesion-seg) with "
+        "its corrected mask (derivatives/labels/..._lesion-manual) and adds the best thresholds per subject, a "
+        "FROC-style curve, the soft maps' calibration and bootstrap 95% intervals over subjects (sweep.csv, "
+        "sweep.json, sweep.png, froc.png, calibration.png).")
+    form = sweep.add_mutually_exclusive_group(required=True)
+    form.add_argument("--soft", nargs="+", metavar="SOFT", help="soft map(s), values 0..1 (with --ref and -o)")
+    form.add_argument("--bids", metavar="ROOT", help="root of a BIDS dataset pre-labelled by 'batch' and corrected")
+    sweep.add_argument("--ref", nargs="+", metavar="REF", help="reference mask(s), same order as --soft")
+    _add_resample(sweep, "each reference (manual mask) onto its soft map's grid")
+    sweep.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (required with --soft; with --bids "
+                       "the default is ROOT/derivatives/spinal-lesion-seg/sweep)")
+    sweep.set_defaults(usage_error=sweep.error)
 
 
 def _add_resample(parser: argparse.ArgumentParser, what: str) -> None:
@@ -175,6 +183,12 @@ def _cell(value: float | int) -> str:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    if args.bids is not None:
+        if args.ref:
+            args.usage_error("--ref goes with --soft; with --bids the manual masks are found in the dataset")
+        return _cmd_sweep_bids(args)
+    if not args.ref or args.output is None:
+        args.usage_error("--soft needs --ref (one reference mask per soft map) and -o/--output")
     from ..analysis.sweep import run_sweep
 
     result = run_sweep(args.soft, args.ref, args.output, resample=args.resample)
@@ -187,3 +201,40 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"mean Dice {best['mean_dice']:.3f})")
     print(f"wrote {Path(args.output) / 'sweep.csv'}, sweep.json, sweep.png")
     return 0
+
+
+def _cmd_sweep_bids(args: argparse.Namespace) -> int:
+    """``sweep --bids``: a few lines; everything else is in sweep.json."""
+    from ..analysis.bids_sweep import run_bids_sweep
+
+    result = run_bids_sweep(args.bids, args.output, resample=args.resample)
+    document = result.document
+    counts = document["pairing"]["counts"]
+    print(f"{counts['images']} image(s): {counts['paired']} with a soft map and a manual mask (scored), "
+          f"{counts['soft_only']} with only a soft map, {counts['manual_only']} with only a manual mask, "
+          f"{counts['neither']} with neither; {len(document['subjects'])} subject(s)")
+    for key, label in (("f1", "best lesion F1"), ("dice", "best Dice")):
+        best = document["recommended"][key]
+        ci = best["ci95"]
+        print(f"{label} at threshold {best['threshold']:.2f}: mean F1 {best['mean_f1']:.3f} {_ci(ci['mean_f1'])}, "
+              f"mean Dice {best['mean_dice']:.3f} {_ci(ci['mean_dice'])}")
+        print(f"    lesion sensitivity {_number(best['lesion_sensitivity'])} {_ci(ci['lesion_sensitivity'])}, "
+              f"false-positive lesions per scan {best['fp_per_scan']:.3f} {_ci(ci['fp_per_scan'])}")
+    bootstrap = document["bootstrap"]
+    print(f"[low, high]: 95% intervals, {bootstrap['resamples']} bootstrap resamples of the {bootstrap['subjects']} "
+          "subject(s)" + (" (one subject: they cannot show any spread)" if bootstrap["subjects"] == 1 else ""))
+    per_subject = [subject["recommended"]["f1"]["threshold"] for subject in document["subjects"]]
+    if len(per_subject) > 1:
+        print(f"best lesion F1 threshold per subject: {min(per_subject):.2f} to {max(per_subject):.2f} "
+              "(each subject's in sweep.json)")
+    print(f"wrote {result.files[-1]}, " + ", ".join(path.name for path in result.files[:-1]))
+    return 0
+
+
+def _ci(interval: list[float] | None) -> str:
+    """A 95% interval as printed: ``[0.61, 0.83]``, or ``[n/a]`` when undefined."""
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "[n/a]"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
