@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from SpinalLesionSegLib import __version__
+from SpinalLesionSegLib.cli.analysis import level_lines
 
 
 def _command() -> list[str]:
@@ -61,3 +62,18 @@ def test_info_reports_each_bad_file_and_still_describes_the_good_ones(t2_path: P
     assert result.returncode == 2
     assert str(t2_path) in result.stdout
     assert result.stderr.strip() == f"spinal-lesion-seg: error: {missing}: file not found"
+
+
+def test_demo_prints_the_per_level_table_and_writes_the_statistics(tmp_path: Path) -> None:
+    """The main job on the embedded default: phantom -> demo model -> outputs, summary and per-level statistics
+    (levels from the phantom's labelled cord)."""
+    result = subprocess.run([sys.executable, "-m", "SpinalLesionSegLib", "demo", "-o", str(tmp_path), "--device",
+                             "cpu", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["per_level"] and all(row["lesions_touching"] for row in summary["per_level"].values())
+    assert {Path(p).name for p in summary["stats"]} >= {"lesions.csv", "levels.csv", "summary.json"}
+    stats = json.loads((tmp_path / "stats" / "summary.json").read_text())
+    assert abs(stats["total_volume_mm3"] - summary["predicted_volume_mm3"]) < 0.1
+    lines = level_lines(stats)
+    assert lines[0].startswith(f"{stats['lesion_count']} lesion(s)") and any("(primary)" in line for line in lines)

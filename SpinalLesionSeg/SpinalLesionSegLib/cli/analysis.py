@@ -129,14 +129,20 @@ def _cmd_stats(args: argparse.Namespace) -> int:
                         levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
                         cord_dilation_mm=args.cord_dilation, connectivity=args.connectivity,
                         min_size_mm3=args.min_size, max_distance_mm=args.max_distance, resample=args.resample)
-    summary = outputs.summary
-    print(f"{summary['lesion_count']} lesion(s), {summary['total_volume_mm3']:.6g} mm3 in total")
-    for level, row in summary["per_level"].items():
-        if row["lesions_touching"] or level == "unassigned":
-            print(f"  {level:>10}: {row['lesion_count']} lesion(s) (primary), {row['volume_mm3']:.6g} mm3")
+    print("\n".join(level_lines(outputs.summary)))
     for path in (outputs.lesions_csv, outputs.levels_csv, outputs.summary_json, outputs.label_image):
         print(f"wrote {path}")
     return 0
+
+
+def level_lines(summary: dict) -> list[str]:
+    """The terminal's per-level table of a stats summary: the totals, then each level a lesion touches (and the
+    unassigned volume) with its lesion count (by primary level) and volume (mm3)."""
+    lines = [f"{summary['lesion_count']} lesion(s), {summary['total_volume_mm3']:.6g} mm3 in total"]
+    for level, row in summary["per_level"].items():
+        if row["lesions_touching"] or level == "unassigned":
+            lines.append(f"  {level:>10}: {row['lesion_count']} lesion(s) (primary), {row['volume_mm3']:.6g} mm3")
+    return lines
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

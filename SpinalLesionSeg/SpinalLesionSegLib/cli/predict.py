@@ -82,9 +82,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..analysis.report import run_stats
     from ..inference.case import load_model, predict_case
     from ..inference.protocol import Job
     from ..phantom import make_phantom, write_phantom
+    from .analysis import level_lines
 
     started = time.perf_counter()
     phantom = make_phantom(args.seed, contrast=defaults.PHANTOM_CONTRAST)
@@ -92,8 +94,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     model, info = load_model("demo", device=args.device)
     job = Job(inputs=[str(inputs["image"])], output_dir=str(args.output), device=args.device)
     result = predict_case(model, [inputs["image"]], job, info, ProgressBar("demo"))
+    stats = run_stats(result["outputs"]["lesion_seg"], args.output / "stats", soft_path=result["outputs"]["lesion_soft"],
+                      levels_path=inputs["levels"], cord_path=inputs["cord"])
     summary = _demo_summary(phantom, result, time.perf_counter() - started)
-    print(json.dumps(summary, indent=2) if args.json else _format_demo(summary))
+    summary["per_level"] = {level: row for level, row in stats.summary["per_level"].items() if row["lesions_touching"]}
+    summary["stats"] = [str(path) for path in stats.files]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join([_format_demo(summary), "  per vertebral level (levels: the phantom's labelled cord):",
+                         *("  " + line for line in level_lines(stats.summary))]))
     return 0
 
 
