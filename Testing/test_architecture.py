@@ -25,7 +25,8 @@ ALLOWED = {
     "phantom": {"base", "analysis"},
     "batch": {"base", "analysis", "inference", "models"},
     "mrml": {"base", "analysis", "inference", "models", "batch"},
-    "cli": {"base", "analysis", "inference", "models", "phantom", "batch"},
+    "reporting": {"base", "analysis"},
+    "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting"},
     "worker": {"inference"},
     "__main__": {"cli"},
 }

@@ -60,7 +60,7 @@ def test_stats_writes_the_four_outputs(case: dict, tmp_path: Path, levels: str) 
     assert "4 lesion(s)" in result.stdout
     levels_rows = _read_csv(tmp_path / "levels.csv")
     assert list(levels_rows[0]) == ["level", "lesion_count", "lesions_touching", "volume_mm3", "soft_volume_mm3",
-                                    "voxel_count"]
+                                    "voxel_count", "cord_volume_mm3", "lesion_load_pct"]
     by_level = {row["level"]: row for row in levels_rows}
     assert [row["level"] for row in levels_rows][-1] == "unassigned"
     # The 8-voxel lesion outside the cord lies > 10 mm from the labelled cord (unassigned), but between the

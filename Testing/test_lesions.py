@@ -158,7 +158,10 @@ def test_empty_mask_gives_zeros_not_nan(labelled, shared_data: Path, tmp_path: P
     assert summary["lesion_count"] == 0
     assert summary["total_volume_mm3"] == summary["total_soft_volume_mm3"] == summary["unassigned_volume_mm3"] == 0
     assert set(summary["per_level"]) == {"C2", "C3", "C4", "C5", "unassigned"}
-    assert all(value == 0 for row in summary["per_level"].values() for value in row.values())
+    cord_columns = {"cord_volume_mm3", "lesion_load_pct"}  # these need a cord: null without one
+    assert all(value == 0 for row in summary["per_level"].values() for key, value in row.items()
+               if key not in cord_columns)
+    assert all(row[key] is None for row in summary["per_level"].values() for key in cord_columns)
     assert "nan" not in outputs.levels_csv.read_text().lower()
     assert outputs.lesions_csv.read_text().count("\n") == 1  # the header only
 

@@ -254,8 +254,8 @@ def test_review_table_reject_and_jump(scene, phantom_scene) -> None:
     content = table.GetTable()
     assert content.GetNumberOfRows() == 4
     names = [content.GetColumnName(c) for c in range(content.GetNumberOfColumns())]
-    assert names == ["id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
-                     "centroid_s_mm"]
+    assert names == ["id", "volume_mm3", "mean_probability", "level", "flag", "length_mm", "levels_spanned",
+                     "extensive", "max_damage_ratio", "centroid_r_mm", "centroid_a_mm", "centroid_s_mm"]
     rows = {content.GetValueByName(row, "id").ToInt(): row for row in range(content.GetNumberOfRows())}
     assert sorted(rows) == [lesion.id for lesion in analysis.lesions]
     means = [content.GetValueByName(row, "mean_probability").ToDouble() for row in range(content.GetNumberOfRows())]

@@ -46,6 +46,9 @@ def test_an_unwritable_output_is_refused_in_one_line(tmp_path: Path) -> None:
     ["sweep", "--soft", "{image}", "--ref", "{image}", "-o", "{out}"],
     ["phantom", "-o", "{out}"],
     ["evaluate", "--ref", "{image}", "--pred", "{image}", "--json", "{out}/metrics.json"],
+    ["report", "--image", "{image}", "--lesion", "{image}", "-o", "{out}"],
+    ["compare", "--baseline", "{image}", "--baseline-lesion", "{image}", "--followup", "{image}",
+     "--followup-lesion", "{image}", "-o", "{out}"],
 ], ids=lambda c: c[0])
 def test_every_writing_command_checks_its_output_before_any_work(tmp_path: Path, t2_path: Path, command) -> None:
     """An output path under an existing file: one line, exit 2, no traceback, before any model or image is read."""

@@ -21,7 +21,7 @@ from bids_data import build_bids, lesion_in_cord
 from PIL import Image
 
 from SpinalLesionSegLib.batch.qc_page import build_qc, qc_dir
-from SpinalLesionSegLib.batch.qc_pictures import picture_paths, render_case_pictures
+from SpinalLesionSegLib.analysis.overlay_pictures import picture_paths, render_case_pictures
 from SpinalLesionSegLib.batch.records import ImageRecord
 from SpinalLesionSegLib.bids import BidsImage, find_images, pipeline_dir, read_selection, select
 from SpinalLesionSegLib.geometry import axcodes, ijk_to_ras_matrix, voxel_to_ras, voxel_volume_mm3

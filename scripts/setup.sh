@@ -31,6 +31,19 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "setup: no /usr/bin/chromium (installing needs root and apt-get): the QC-page browser test will be skipped" >&2
 fi
 
+# The report's tests read its PDF back with poppler's pdftotext, pdfimages and pdftoppm (Debian's poppler-utils),
+# installed the same way as Chromium; without it those tests are skipped.
+if ! command -v pdftotext >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing Debian's poppler-utils for the report's PDF tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq poppler-utils >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq poppler-utils >/dev/null 2>&1; } || true
+  fi
+  command -v pdftotext >/dev/null 2>&1 ||
+    echo "setup: no pdftotext (installing poppler-utils needs root and apt-get): the report's PDF tests will be skipped" >&2
+fi
+
 # Reinstall only when what we install changed: the stamp records the inputs of the last successful install.
 stamp="$venv/.spinal-lesion-seg-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1) $torch_spec"

@@ -58,3 +58,14 @@ ISLANDS_MINIMUM_SIZE_VOXELS = 3
 #: How often the panel collects the worker's messages (ms): often enough for a live progress bar, rare enough to
 #: cost nothing.
 POLL_INTERVAL_MS = 200
+
+#: ``compare`` (longitudinal change, docs/conventions.md "Longitudinal change"): a lesion matched one-to-one is
+#: "enlarged" when its volume grew by this percentage or more and "shrunk" when it lost as much; AIMS reports
+#: enlargement of 30 % or more since the last examination.
+LESION_CHANGE_PERCENT = 30.0
+#: ... and only when the volume changed by at least this (mm3) as well: a voxel more or less on a small lesion is
+#: a large percentage, not a change. 3 mm3 is ANIMA's smallest lesion and lesiontrack's 3 voxels at 1 mm.
+LESION_MIN_CHANGE_MM3 = 3.0
+#: Lesions of the two scans touch when a follow-up voxel, mapped onto the baseline grid, lies within this distance
+#: (mm) of a baseline lesion voxel; 0 = they share a voxel. Raise it (about a voxel) when registration is coarse.
+TOUCH_TOLERANCE_MM = 0.0

@@ -83,9 +83,13 @@ class ResultSet:
 
     def stage_text(self, role: str, text: str) -> None:
         """Write ``text`` (UTF-8: CSV, JSON) under a temporary name for ``role``'s file."""
+        self.stage_bytes(role, text.encode("utf-8"))
+
+    def stage_bytes(self, role: str, data: bytes) -> None:
+        """Write ``data`` (a PNG figure, a text file's bytes) under a temporary name for ``role``'s file."""
         tmp = temporary_beside(self.roles[role])
         self.staged[role] = tmp
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
 
     def sha256(self) -> dict[str, str]:
         """The sha256 of each staged file by role: what the manifest records."""

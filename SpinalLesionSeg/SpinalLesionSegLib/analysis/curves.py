@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-
 if TYPE_CHECKING:  # matplotlib loads inside the plotting functions only, so that importing this module stays fast
     from matplotlib.figure import Figure
 

@@ -2,8 +2,9 @@
 
 Writes, into an output folder (each file atomically):
 
-* ``lesions.csv``: one row per lesion (volume, soft volume, centroid, extent, levels);
-* ``levels.csv``: per level in anatomical order, then ``unassigned``;
+* ``lesions.csv``: one row per lesion (volume, soft volume, centroid, extent, levels, and the measures of
+  :mod:`.lesion_measures`: length along the cord, largest axial area and width, levels spanned, damage ratio);
+* ``levels.csv``: per level in anatomical order, then ``unassigned`` (with a cord: cord volume, lesion load);
 * ``summary.json``: totals, per-level numbers, settings, inputs with their sha256 and the software version;
 * ``<stem>_lesion_label.nii.gz``: the lesions numbered 1..N on the lesion mask's grid.
 
@@ -47,8 +48,10 @@ SOFT_TOLERANCE = 1e-6
 
 LESION_COLUMNS = ("lesion_id", "voxel_count", "volume_mm3", "soft_volume_mm3", "centroid_r_mm", "centroid_a_mm",
                   "centroid_s_mm", "si_extent_mm", "primary_level", "levels", "level_volumes_mm3",
-                  "outside_cord_volume_mm3")
-LEVEL_COLUMNS = ("level", "lesion_count", "lesions_touching", "volume_mm3", "soft_volume_mm3", "voxel_count")
+                  "outside_cord_volume_mm3", "length_mm", "max_axial_area_mm2", "max_ap_width_mm",
+                  "levels_spanned", "longitudinally_extensive", "max_axial_damage_ratio")
+LEVEL_COLUMNS = ("level", "lesion_count", "lesions_touching", "volume_mm3", "soft_volume_mm3", "voxel_count",
+                 "cord_volume_mm3", "lesion_load_pct")
 
 
 @dataclass(frozen=True)
@@ -165,13 +168,20 @@ def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str |
 
 def _summary(analysis: LesionAnalysis, level_rows: list[dict], source: LevelSource | None, inputs: dict,
              restrict_to_cord: bool, cord_dilation_mm: float, min_size_mm3: float, max_distance_mm: float) -> dict:
-    """summary.json: totals (mm3), per-level rows, the rules applied and what the analysis was computed from."""
+    """summary.json: totals (mm3), per-level rows, the rules applied and what the analysis was computed from.
+
+    With a cord: the cord volume and the whole-cord lesion load (%, lesion voxels inside the cord / cord voxels).
+    """
+    cord_voxels = None if analysis.cord_level_voxels is None else int(analysis.cord_level_voxels.sum())
     return {
         "lesion_count": len(analysis.lesions),
         "total_volume_mm3": analysis.total_voxels * analysis.voxel_volume_mm3,
         "total_soft_volume_mm3": (sum(lesion.soft_volume_mm3 for lesion in analysis.lesions)
                                   if analysis.has_soft else None),
         "unassigned_volume_mm3": next(row["volume_mm3"] for row in level_rows if row["level"] == "unassigned"),
+        "cord_volume_mm3": None if cord_voxels is None else cord_voxels * analysis.voxel_volume_mm3,
+        "lesion_load_pct": _load_pct(analysis.cord_lesion_level_voxels, analysis.cord_level_voxels, slice(None)),
+        "length_along": "cord centreline" if cord_voxels else "superior-inferior image axis",
         "per_level": {row["level"]: {key: row[key] for key in LEVEL_COLUMNS[1:]} for row in level_rows},
         "connectivity": analysis.connectivity,
         "min_size_mm3": min_size_mm3,
@@ -212,7 +222,14 @@ def lesion_rows(analysis: LesionAnalysis, with_cord: bool) -> list[dict]:
             "primary_level": level_name(lesion.primary_level),
             "levels": ";".join(level_name(c) for c in touched),
             "level_volumes_mm3": ";".join(f"{level_name(c)}={lesion.level_voxels[c] * volume}" for c in touched),
-            "outside_cord_volume_mm3": lesion.outside_cord_voxels * volume if with_cord else None,
+            "outside_cord_volume_mm3": (lesion.outside_cord_voxels * volume
+                                        if with_cord and lesion.outside_cord_voxels is not None else None),
+            "length_mm": lesion.length_mm,
+            "max_axial_area_mm2": lesion.max_axial_area_mm2,
+            "max_ap_width_mm": lesion.max_ap_width_mm,
+            "levels_spanned": lesion.levels_spanned if analysis.has_levels else None,
+            "longitudinally_extensive": int(lesion.longitudinally_extensive) if analysis.has_levels else None,
+            "max_axial_damage_ratio": lesion.max_damage_ratio,
         })
     return rows
 
@@ -222,7 +239,9 @@ def level_table(analysis: LesionAnalysis, source: LevelSource | None) -> list[di
 
     ``lesion_count`` counts lesions by primary level (so the column sums to the lesion count);
     ``lesions_touching`` counts every lesion with a voxel at that level (a lesion spanning two levels counts
-    in both).
+    in both). With a cord, ``cord_volume_mm3`` is the cord's volume at that level and ``lesion_load_pct`` the
+    lesion voxels inside the cord at that level / the cord's voxels there x 100 (empty where the level holds no
+    cord); both are empty without a cord.
     """
     voxels = analysis.level_voxels()
     soft = np.zeros(MAX_LEVEL + 1)
@@ -242,7 +261,19 @@ def level_table(analysis: LesionAnalysis, source: LevelSource | None) -> list[di
         "volume_mm3": int(voxels[code]) * analysis.voxel_volume_mm3,
         "soft_volume_mm3": float(soft[code]) if analysis.has_soft else None,
         "voxel_count": int(voxels[code]),
+        "cord_volume_mm3": (None if analysis.cord_level_voxels is None
+                            else int(analysis.cord_level_voxels[code]) * analysis.voxel_volume_mm3),
+        "lesion_load_pct": _load_pct(analysis.cord_lesion_level_voxels, analysis.cord_level_voxels, code),
     } for code in ordered]
+
+
+def _load_pct(lesion_voxels: np.ndarray | None, cord_voxels: np.ndarray | None, codes: int | slice) -> float | None:
+    """Lesion load (%) over level code(s) ``codes``: lesion voxels inside the cord / cord voxels x 100; None
+    without a cord or where the cord has no voxel."""
+    if lesion_voxels is None or cord_voxels is None:
+        return None
+    cord = int(np.sum(cord_voxels[codes]))
+    return 100.0 * int(np.sum(lesion_voxels[codes])) / cord if cord else None
 
 
 def _csv(columns: tuple[str, ...], rows: list[dict]) -> str:

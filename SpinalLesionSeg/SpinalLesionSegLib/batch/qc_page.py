@@ -2,8 +2,9 @@
 numbers and pictures, reviewed from the keyboard as in SCT's QC report (the page's script: :mod:`.qc_template`).
 
 The page is a view rebuilt from the image records (:mod:`.records`), so a split run's last part shows every
-image. Its pictures (``qc/img/<stem>_{sag,ax}[_bg].png``, :mod:`.qc_pictures`) are remade only when a
-prediction is newer than them, so rebuilding the page after a resumed run costs seconds, not minutes.
+image. Its pictures (``qc/img/<stem>_{sag,ax}[_bg].png``, :mod:`..analysis.overlay_pictures`, shared with the
+clinical report) are remade only when a prediction is newer than them, so rebuilding the page after a resumed run
+costs seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .. import __version__
+from ..analysis.overlay_pictures import picture_paths, render_case_pictures
 from ..bids import pipeline_dir
 from ..defaults import CANDIDATE_THRESHOLD, PROG
 from ..errors import InputError
 from ..image_io import write_text
-from .qc_pictures import picture_paths, render_case_pictures
 from .qc_template import PAGE
 from .records import STATUSES, ImageRecord
 

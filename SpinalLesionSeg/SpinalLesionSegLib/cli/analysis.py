@@ -36,8 +36,9 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
                        "output, SCT disc points, or a Slicer .mrk.json point list naming discs")
     stats.add_argument("--levels-kind", default=AUTO, choices=(AUTO, *KINDS),
                        help="kind of --levels (default: detected from the file)")
-    stats.add_argument("--cord", metavar="CORD", help="spinal cord mask: centreline for disc points, and the "
-                       "volume of each lesion outside the cord")
+    stats.add_argument("--cord", metavar="CORD", help="spinal cord mask: centreline for disc points and for each "
+                       "lesion's length, area and width, its damage ratio, the volume outside the cord, and the "
+                       "lesion load (%% of cord volume) per level")
     stats.add_argument("--restrict-to-cord", action="store_true",
                        help="drop lesion voxels outside the cord mask dilated by --cord-dilation (reported)")
     stats.add_argument("--cord-dilation", type=_non_negative, default=0.0, metavar="MM",

@@ -23,7 +23,7 @@ EXIT_BAD_INPUT = 2
 #: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and
 #: imports its heavy dependencies (torch, nnunetv2, matplotlib) inside its command functions, so that
 #: ``spinal-lesion-seg --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "models", "phantom", "predict")
+COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "followup", "models", "phantom", "predict", "report")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

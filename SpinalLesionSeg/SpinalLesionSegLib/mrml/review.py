@@ -20,13 +20,19 @@ from ..defaults import CANDIDATE_THRESHOLD, CONNECTIVITY, LEVEL_MAX_DISTANCE_MM,
 from ..errors import InputError
 from ..geometry import set_ijk_to_ras
 from .nodes import node_ijk_to_ras
-from .results import check_same_grid, node_array, segment_mask, write_segment_mask
+from .results import CORD_SEGMENT_NAME, check_same_grid, node_array, segment_mask, write_segment_mask
 from .tables import fill_table
 
 CANDIDATE_COLUMNS = ("id", "volume_mm3", "peak_probability", "mean_probability", "centroid_r_mm", "centroid_a_mm",
                      "centroid_s_mm")
-REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "centroid_r_mm", "centroid_a_mm",
-                  "centroid_s_mm")
+REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "length_mm", "centroid_r_mm",
+                  "centroid_a_mm", "centroid_s_mm")
+#: Review columns shown only with a level source (inserted after ``length_mm``).
+LEVEL_REVIEW_COLUMNS = ("levels_spanned", "extensive")
+#: Review columns shown only when the segmentation has a non-empty "Spinal cord" segment.
+CORD_REVIEW_COLUMNS = ("max_damage_ratio",)
+#: Text of the ``extensive`` column for a lesion touching three or more vertebral levels (a pointer to NMOSD).
+EXTENSIVE_TEXT = "3+ levels"
 
 
 def grid_image(reference_volume: slicer.vtkMRMLVolumeNode) -> sitk.Image:
@@ -43,13 +49,20 @@ def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: st
                     cord_segment_id: str | None = None,
                     max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> LesionAnalysis:
     """Run :func:`..analysis.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
-    reference volume's grid, with the soft map (same grid) and the cord segment when given."""
+    reference volume's grid, with the soft map (same grid) and the cord segment when given.
+
+    The cord is the cord segment plus the lesion: segments here do not overlap (the cord segment is imported
+    without the lesion voxels, and painting a lesion erases the cord beneath it), so the cord segment alone has
+    holes where the lesions are, which would shrink cord areas and shift its centroids. An empty cord segment
+    counts as no cord (the union would make every lesion its own cord).
+    """
     mask = segment_mask(segmentation, segment_id, reference_volume)
     soft = None
     if soft_node is not None:
         check_same_grid(soft_node, reference_volume)
         soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
     cord = segment_mask(segmentation, cord_segment_id, reference_volume) if cord_segment_id else None
+    cord = cord | mask if cord is not None and cord.any() else None
     return analyze_lesions(mask, grid_image(reference_volume), soft=soft, levels=levels, cord=cord,
                            max_distance_mm=max_distance_mm)
 
@@ -59,21 +72,33 @@ def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRML
                         levels: LevelSource | None = None, low_probability: float = LOW_PROBABILITY,
                         table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
     """A table node with one row per lesion: id, volume (mm3), mean probability, primary level (empty without a
-    level source), flag (``"check"`` when the mean probability is below ``low_probability``) and centroid (RAS mm).
-    Rows run from the least to the most probable lesion, so the doubtful ones come first; the ``id`` column names
-    the lesion (the statistics' numbering), whatever its row.
+    level source), flag (``"check"`` when the mean probability is below ``low_probability``), length (mm, along
+    the cord centreline when the segmentation has a "Spinal cord" segment, else superior-inferior), and centroid
+    (RAS mm). With a level source, also the levels the lesion touches and ``extensive`` (:data:`EXTENSIVE_TEXT`
+    at three or more, which points to NMOSD rather than MS); with a non-empty cord segment, the maximum axial
+    damage ratio (lesion area / cord area, 0..1). Rows run from the least to the most probable lesion, so the
+    doubtful ones come first; the ``id`` column names the lesion (the statistics' numbering), whatever its row.
 
     Pass ``table`` to refresh an existing node in place (the panel keeps showing the same node).
     """
-    analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels)
+    cord_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(CORD_SEGMENT_NAME) or None
+    analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels,
+                               cord_segment_id=cord_id)
     rows = []
     for lesion in analysis.lesions:
         mean = lesion.soft_volume_mm3 / lesion.volume_mm3
         rows.append(dict(zip(REVIEW_COLUMNS, (
             lesion.id, lesion.volume_mm3, mean, level_name(lesion.primary_level) if levels is not None else "",
-            "check" if mean < low_probability else "", *lesion.centroid_ras))))
+            "check" if mean < low_probability else "", lesion.length_mm, *lesion.centroid_ras))) | {
+            "levels_spanned": lesion.levels_spanned,
+            "extensive": EXTENSIVE_TEXT if lesion.longitudinally_extensive else "",
+            "max_damage_ratio": lesion.max_damage_ratio})
+    with_cord = analysis.cord_level_voxels is not None
+    at = REVIEW_COLUMNS.index("length_mm") + 1
+    columns = (REVIEW_COLUMNS[:at] + (LEVEL_REVIEW_COLUMNS if levels is not None else ())
+               + (CORD_REVIEW_COLUMNS if with_cord else ()) + REVIEW_COLUMNS[at:])
     table = table or scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation.GetName()} review")
-    fill_table(table, REVIEW_COLUMNS, sorted(rows, key=lambda row: (row["mean_probability"], row["id"])))
+    fill_table(table, columns, sorted(rows, key=lambda row: (row["mean_probability"], row["id"])))
     return table
 
 
