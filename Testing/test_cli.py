@@ -75,5 +75,7 @@ def test_demo_prints_the_per_level_table_and_writes_the_statistics(tmp_path: Pat
     assert {Path(p).name for p in summary["stats"]} >= {"lesions.csv", "levels.csv", "summary.json"}
     stats = json.loads((tmp_path / "stats" / "summary.json").read_text())
     assert abs(stats["total_volume_mm3"] - summary["predicted_volume_mm3"]) < 0.1
+    assert [Path(p).name for p in summary["report"]] == ["report.html", "report.pdf"]
+    assert all(Path(p).stat().st_size > 1000 for p in summary["report"])
     lines = level_lines(stats)
     assert lines[0].startswith(f"{stats['lesion_count']} lesion(s)") and any("(primary)" in line for line in lines)

@@ -16,8 +16,6 @@ Volumes are always measured on each scan's own grid (never on a resampled mask),
 
 from __future__ import annotations
 
-import csv
-import io as textio
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ from ..result_set import ResultSet
 from .lesions import LesionAnalysis, analyze_lesions, primary_levels
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, assign_levels, level_name
 from .registration import Registration, align, registration_figure, to_baseline
+from .report import csv_text
 
 #: The change classes, in the order of summary.json and lesion_changes.csv.
 CLASSES = ("new", "disappeared", "merged", "split", "enlarged", "shrunk", "stable")
@@ -318,7 +317,7 @@ def write_comparison(result: LongitudinalResult, out_dir: str | os.PathLike[str]
     out = Path(out_dir)
     paths = {role: out / name for role, name in FILES.items()}
     with ResultSet(out / SUMMARY, paths) as result_set:
-        result_set.stage_text("changes_csv", _csv(change_rows(result)))
+        result_set.stage_text("changes_csv", csv_text(CHANGE_COLUMNS, change_rows(result)))
         result_set.stage_text("transform", _transform_text(result.registration.transform))
         result_set.stage_bytes("figure", result.figure)
         summary = comparison_summary(result, inputs or {})
@@ -387,10 +386,3 @@ def _transform_text(transform: sitk.Transform) -> str:
         return path.read_text(encoding="utf-8")
 
 
-def _csv(rows: list[dict]) -> str:
-    buffer = textio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CHANGE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
-    return buffer.getvalue()

@@ -156,8 +156,8 @@ def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str |
     with ResultSet(out / "summary.json", paths) as result_set:  # published together, summary.json last
         pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
         result_set.stage_image("label_image", sitk.Cast(_label_image(analysis, reference), pixel))
-        result_set.stage_text("lesions_csv", _csv(LESION_COLUMNS, lesion_rows(analysis, with_cord)))
-        result_set.stage_text("levels_csv", _csv(LEVEL_COLUMNS, level_rows))
+        result_set.stage_text("lesions_csv", csv_text(LESION_COLUMNS, lesion_rows(analysis, with_cord)))
+        result_set.stage_text("levels_csv", csv_text(LEVEL_COLUMNS, level_rows))
         summary = _summary(analysis, level_rows, source, inputs, restrict_to_cord, cord_dilation_mm, min_size_mm3,
                            max_distance_mm)
         summary[WRITTEN_SHA256] = result_set.sha256()
@@ -276,7 +276,8 @@ def _load_pct(lesion_voxels: np.ndarray | None, cord_voxels: np.ndarray | None, 
     return 100.0 * int(np.sum(lesion_voxels[codes])) / cord if cord else None
 
 
-def _csv(columns: tuple[str, ...], rows: list[dict]) -> str:
+def csv_text(columns: tuple[str, ...], rows: list[dict]) -> str:
+    """CSV text of ``rows`` in ``columns`` order, None as an empty cell."""
     buffer = textio.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -41,13 +41,13 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
                        "lesion load (%% of cord volume) per level")
     stats.add_argument("--restrict-to-cord", action="store_true",
                        help="drop lesion voxels outside the cord mask dilated by --cord-dilation (reported)")
-    stats.add_argument("--cord-dilation", type=_non_negative, default=0.0, metavar="MM",
+    stats.add_argument("--cord-dilation", type=non_negative, default=0.0, metavar="MM",
                        help="dilation of the cord mask for --restrict-to-cord, in mm (default 0)")
     stats.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=CONNECTIVITY,
                        help=f"voxel connectivity of a lesion (default {CONNECTIVITY}, as sct_analyze_lesion)")
-    stats.add_argument("--min-size", type=_non_negative, default=0.0, metavar="MM3",
+    stats.add_argument("--min-size", type=non_negative, default=0.0, metavar="MM3",
                        help="remove lesions smaller than this volume in mm3 (default 0; removals are reported)")
-    stats.add_argument("--max-distance", type=_non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
+    stats.add_argument("--max-distance", type=non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
                        help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
                        f"within this distance in mm (default {LEVEL_MAX_DISTANCE_MM:g})")
     _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
@@ -112,8 +112,8 @@ def _add_output_folder(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
 
 
-def _non_negative(text: str) -> float:
-    """argparse type: a finite number >= 0 (mm or mm3)."""
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (mm, mm3, %)."""
     try:
         value = float(text)
     except ValueError:

@@ -9,11 +9,11 @@ registration and analysis modules (SimpleITK registration, scipy, matplotlib) lo
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from typing import TYPE_CHECKING
 
 from ..defaults import CONNECTIVITY, LESION_CHANGE_PERCENT, LESION_MIN_CHANGE_MM3, TOUCH_TOLERANCE_MM
+from .analysis import non_negative
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,29 +45,18 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "per-level changes")
     parser.add_argument("--no-register", action="store_true",
                         help="take the scans as already aligned in scanner space (no registration)")
-    parser.add_argument("--change-percent", type=_non_negative, default=LESION_CHANGE_PERCENT, metavar="PCT",
+    parser.add_argument("--change-percent", type=non_negative, default=LESION_CHANGE_PERCENT, metavar="PCT",
                         help=f"volume change for enlarged/shrunk, in percent (default {LESION_CHANGE_PERCENT:g})")
-    parser.add_argument("--min-change", type=_non_negative, default=LESION_MIN_CHANGE_MM3, metavar="MM3",
+    parser.add_argument("--min-change", type=non_negative, default=LESION_MIN_CHANGE_MM3, metavar="MM3",
                         help="smallest volume change for enlarged/shrunk, in mm3 (default "
                         f"{LESION_MIN_CHANGE_MM3:g})")
-    parser.add_argument("--tolerance", type=_non_negative, default=TOUCH_TOLERANCE_MM, metavar="MM",
+    parser.add_argument("--tolerance", type=non_negative, default=TOUCH_TOLERANCE_MM, metavar="MM",
                         help="lesions touch within this distance in mm after mapping (default "
                         f"{TOUCH_TOLERANCE_MM:g}: they share a voxel)")
     parser.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=CONNECTIVITY,
                         help=f"voxel connectivity of a lesion (default {CONNECTIVITY})")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     parser.set_defaults(func=_cmd_compare)
-
-
-def _non_negative(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ..inference.case import load_model, predict_case
     from ..inference.protocol import Job
     from ..phantom import make_phantom, write_phantom
+    from ..reporting.writer import make_report
     from .analysis import level_lines
 
     started = time.perf_counter()
@@ -94,16 +95,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     model, info = load_model("demo", device=args.device)
     job = Job(inputs=[str(inputs["image"])], output_dir=str(args.output), device=args.device)
     result = predict_case(model, [inputs["image"]], job, info, ProgressBar("demo"))
-    stats = run_stats(result["outputs"]["lesion_seg"], args.output / "stats", soft_path=result["outputs"]["lesion_soft"],
+    outputs = result["outputs"]
+    stats = run_stats(outputs["lesion_seg"], args.output / "stats", soft_path=outputs["lesion_soft"],
                       levels_path=inputs["levels"], cord_path=inputs["cord"])
+    report = make_report(inputs["image"], outputs["lesion_seg"], args.output / "report",
+                         soft_path=outputs["lesion_soft"], levels_path=inputs["levels"], cord_path=inputs["cord"],
+                         patient_id=f"demo-seed{args.seed}")
     summary = _demo_summary(phantom, result, time.perf_counter() - started)
     summary["per_level"] = {level: row for level, row in stats.summary["per_level"].items() if row["lesions_touching"]}
     summary["stats"] = [str(path) for path in stats.files]
+    summary["report"] = [str(report.html), str(report.pdf)]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print("\n".join([_format_demo(summary), "  per vertebral level (levels: the phantom's labelled cord):",
-                         *("  " + line for line in level_lines(stats.summary))]))
+                         *("  " + line for line in level_lines(stats.summary)),
+                         f"  report: {report.pdf} and {report.html.name} beside it"]))
     return 0
 
 
@@ -159,7 +166,8 @@ def register(commands: Any) -> None:
     demo = commands.add_parser(
         "demo", help="generate a synthetic scan, segment it with the bundled demo model, print a summary",
         description="Generate a synthetic spinal cord MRI phantom with known lesions, run the bundled demo model "
-        "on it, write the outputs and compare them with the truth. Runs in seconds on a CPU, offline.")
+        "on it, write the outputs and compare them with the truth, the per-level statistics (stats/) and the report "
+        "(report/report.pdf and report.html). Runs in seconds on a CPU, offline.")
     demo.add_argument("-o", "--output", type=Path, default=Path("spinal-lesion-seg-demo"), metavar="OUTDIR",
                       help="output folder (default ./spinal-lesion-seg-demo)")
     demo.add_argument("--seed", type=int, default=1, help="phantom seed (default 1)")
