@@ -112,6 +112,7 @@ def test_a_publication_killed_midway_is_rolled_forward(tmp_path: Path, moved: in
 
 
 def test_a_planted_journal_cannot_move_or_delete_files_elsewhere(tmp_path: Path) -> None:
+    """Refused in one line once it is too old to be one being written; never followed outside the set's folder."""
     manifest = tmp_path / "case_lesion_seg.json"
     victim = tmp_path.parent / f"{tmp_path.name}-victim.txt"
     victim.write_text("keep me")
@@ -119,6 +120,8 @@ def test_a_planted_journal_cannot_move_or_delete_files_elsewhere(tmp_path: Path)
                    {"pid": _dead_pid(), "moves": [["other.txt", manifest.name]], "remove": []},
                    {"pid": "1", "moves": [], "remove": []}, [1, 2]):
         journal_path(manifest).write_text(json.dumps(record))
+        assert recover(manifest) is False  # a young unreadable journal may be one being written: left alone
+        os.utime(journal_path(manifest), (time.time() - 60, time.time() - 60))
         with pytest.raises(InputError, match="not a valid publication journal"):
             recover(manifest)
     assert victim.read_text() == "keep me"
@@ -199,3 +202,36 @@ def test_kill_9_at_random_moments_of_the_writes_leaves_a_complete_set(tmp_path: 
         assert _run_worker(dict(job, id="last", output_dir=str(folder)), None) is not None
         assert _complete_set(folder / "case_lesion_seg.json")["threshold"] == 0.5
         assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_an_edit_made_while_the_new_result_was_computed_is_never_overwritten(tmp_path: Path) -> None:
+    """The corrected-mask rule is checked again under the journal's lock, just before the swap: a person who saved
+    a correction while the new result was being computed keeps it (unless overwrite)."""
+    _publish(tmp_path, 1.0)
+    manifest, mask = tmp_path / "case_lesion_seg.json", _roles(tmp_path)["lesion_seg"]
+    for overwrite in (False, True):
+        with ResultSet(manifest, _roles(tmp_path), overwrite=overwrite) as result_set:
+            result_set.stage_image("lesion_seg", _image(2.0))
+            write_image(_image(9.0), mask)  # the correction, saved meanwhile
+            edited = sha256_file(mask)
+            if not overwrite:
+                with pytest.raises(InputError, match="differs from what spinal-lesion-seg wrote"):
+                    result_set.publish(json.dumps({"value": 2.0}))
+                assert sha256_file(mask) == edited and json.loads(manifest.read_text())["value"] == 1.0
+            else:
+                result_set.publish(json.dumps({"value": 2.0}))
+                assert sha256_file(mask) != edited
+        assert not journal_path(manifest).exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failed_rename_leaves_no_journal_to_block_the_next_run(tmp_path: Path) -> None:
+    manifest = tmp_path / "case_lesion_seg.json"
+    _roles(tmp_path)["lesion_soft"].mkdir()  # a folder where a file must go: the rename fails
+    with pytest.raises(OSError), ResultSet(manifest, _roles(tmp_path)) as result_set:
+        for role in ("lesion_seg", "lesion_soft"):
+            result_set.stage_image(role, _image(1.0))
+        result_set.publish("{}")
+    assert not journal_path(manifest).exists()
+    _roles(tmp_path)["lesion_soft"].rmdir()
+    assert _publish(tmp_path, 2.0)["sidecar"] == manifest  # the case is not blocked

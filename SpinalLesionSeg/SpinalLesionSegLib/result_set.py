@@ -41,10 +41,13 @@ from .image_io import (
     temporary_beside,
     writer_alive,
 )
+from .outputs import check_not_corrected
 
 #: How long (s) a publisher waits for a concurrent one's swap (renames only: milliseconds) before giving up.
 PUBLISH_WAIT_S = 120.0
 _POLL_S = 0.02
+#: An unreadable journal younger than this (s) is one being written, not a broken one.
+YOUNG_JOURNAL_S = 10.0
 
 
 def journal_path(manifest: Path) -> Path:
@@ -57,11 +60,14 @@ class ResultSet:
 
     ``roles`` maps every role the case may write (``"sidecar"`` excluded) to its final path: staged roles replace
     their files, the others are removed at publication, so a set never keeps a file of an older, different run.
-    Used as a context manager, staged temporaries are removed when the block fails."""
+    Used as a context manager, staged temporaries are removed when the block fails. Unless ``overwrite``, the
+    publication is refused when a file of the old set was edited meanwhile (a person corrected a mask while the
+    new result was being computed): the check is repeated under the journal's lock, just before the swap."""
 
-    def __init__(self, manifest: Path, roles: Mapping[str, Path]) -> None:
+    def __init__(self, manifest: Path, roles: Mapping[str, Path], *, overwrite: bool = False) -> None:
         self.manifest = Path(manifest)
         self.roles = {role: Path(path) for role, path in roles.items()}
+        self.overwrite = overwrite
         self.staged: dict[str, Path] = {}
 
     def __enter__(self) -> ResultSet:
@@ -103,8 +109,11 @@ class ResultSet:
         moves = [(self.staged[r], self.roles[r]) for r in self.staged if r != "sidecar"] + [(tmp, self.manifest)]
         obsolete = [path for role, path in self.roles.items() if role not in self.staged]
         journal = _take_journal(self.manifest, moves, obsolete)
-        _swap(self.manifest, moves, obsolete)
-        journal.unlink()
+        try:
+            check_not_corrected(self.roles, self.manifest, self.overwrite)
+            _swap(self.manifest, moves, obsolete)
+        finally:  # a refusal or a failed rename must not leave a journal that blocks the case
+            journal.unlink(missing_ok=True)
         published = {role: self.roles.get(role, self.manifest) for role in self.staged}
         self.staged.clear()
         return published
@@ -115,13 +124,25 @@ def recover(manifest: Path) -> bool:
     its writer is dead); True when there was one. A live publisher's journal is left alone."""
     manifest = Path(manifest)
     journal = journal_path(manifest)
-    record = _read_journal(journal)
+    try:
+        record = _read_journal(journal)
+    except InputError:
+        if _age_s(journal) < YOUNG_JOURNAL_S:  # being written by an exclusive create: its writer lives
+            return False
+        raise
     if record is None or writer_alive(record["pid"], journal):
         return False
     folder = manifest.parent
     _swap(manifest, [(folder / a, folder / b) for a, b in record["moves"]], [folder / n for n in record["remove"]])
     journal.unlink(missing_ok=True)
     return True
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _swap(manifest: Path, moves: list[tuple[Path, Path]], obsolete: list[Path]) -> None:
@@ -149,7 +170,7 @@ def _take_journal(manifest: Path, moves: list[tuple[Path, Path]], obsolete: list
         deadline = time.monotonic() + PUBLISH_WAIT_S
         while True:
             try:
-                os.link(draft, journal)
+                _create_exclusively(draft, journal)
                 return journal
             except FileExistsError:
                 if not recover(manifest) and time.monotonic() > deadline:
@@ -158,6 +179,19 @@ def _take_journal(manifest: Path, moves: list[tuple[Path, Path]], obsolete: list
                 time.sleep(_POLL_S)
     finally:
         draft.unlink(missing_ok=True)
+
+
+def _create_exclusively(draft: Path, journal: Path) -> None:
+    """Make ``journal`` a copy of ``draft``, failing with FileExistsError when it exists: a hard link (never seen
+    half written), or on file systems without hard links (FAT, some network and FUSE mounts) an exclusive create."""
+    try:
+        os.link(draft, journal)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(journal, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(draft.read_bytes())
 
 
 def _read_journal(journal: Path) -> dict[str, Any] | None:

@@ -316,7 +316,7 @@ def write_comparison(result: LongitudinalResult, out_dir: str | os.PathLike[str]
     sha256 for files; the Slicer panel names its nodes)."""
     out = Path(out_dir)
     paths = {role: out / name for role, name in FILES.items()}
-    with ResultSet(out / SUMMARY, paths) as result_set:
+    with ResultSet(out / SUMMARY, paths, overwrite=True) as result_set:
         result_set.stage_text("changes_csv", csv_text(CHANGE_COLUMNS, change_rows(result)))
         result_set.stage_text("transform", _transform_text(result.registration.transform))
         result_set.stage_bytes("figure", result.figure)

@@ -153,7 +153,7 @@ def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str |
     paths = {"lesions_csv": out / "lesions.csv", "levels_csv": out / "levels.csv",
              "label_image": out / f"{stem}_lesion_label.nii.gz"}
     level_rows = level_table(analysis, source)
-    with ResultSet(out / "summary.json", paths) as result_set:  # published together, summary.json last
+    with ResultSet(out / "summary.json", paths, overwrite=True) as result_set:  # published together, summary.json last
         pixel = sitk.sitkUInt16 if len(analysis.lesions) < 2**16 else sitk.sitkUInt32
         result_set.stage_image("label_image", sitk.Cast(_label_image(analysis, reference), pixel))
         result_set.stage_text("lesions_csv", csv_text(LESION_COLUMNS, lesion_rows(analysis, with_cord)))

@@ -209,7 +209,7 @@ class LabelWriter:
             raise ManualMaskExists(path, "exists and was not written in this session (another annotator's mask, "
                                          "or one edited since): replace it only after confirming")
         writable_folder(path.parent)
-        with ResultSet(manual_sidecar_path(path), {MANUAL_ROLE: path}) as result_set:
+        with ResultSet(manual_sidecar_path(path), {MANUAL_ROLE: path}, overwrite=True) as result_set:  # rule above
             result_set.stage_image(MANUAL_ROLE, mask)
             digest = result_set.sha256()[MANUAL_ROLE]
             result_set.publish(json.dumps(sidecar, indent=2) + "\n")

@@ -34,15 +34,21 @@ class Decision:
     reason: str
 
 
-def decide(image: BidsImage, settings: dict[str, Any], fingerprint: str, overwrite: bool) -> Decision:
-    """The :class:`Decision` for ``image`` given the run's ``settings`` and the model's ``fingerprint``."""
+def decide(image: BidsImage, settings: dict[str, Any], fingerprint: str, overwrite: bool, *,
+           dry_run: bool = False) -> Decision:
+    """The :class:`Decision` for ``image`` given the run's ``settings`` and the model's ``fingerprint``. A dry run
+    changes nothing: a set a killed run left half published is then reported as to run, not completed."""
     paths = output_paths(image.output_dir(), image.stem)
-    recover(paths["sidecar"])
+    if not dry_run:
+        recover(paths["sidecar"])
     if not paths["sidecar"].exists():
         return Decision(image, RUN, "no result yet")
     try:
         record = safe_json.load_file(paths["sidecar"])
     except InputError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get(WRITTEN_SHA256), dict) \
+            or not isinstance(record.get("model") or {}, dict) or not isinstance(record.get("Sources") or [{}], list):
         return Decision(image, RUN, "its sidecar is unreadable")
     edited = _edited_outputs(record, paths)
     if edited:
@@ -55,7 +61,7 @@ def decide(image: BidsImage, settings: dict[str, Any], fingerprint: str, overwri
 
 def _edited_outputs(record: Any, paths: dict[str, Path]) -> list[str]:
     """File names of existing outputs whose content is not what the sidecar says we wrote."""
-    written = record.get(WRITTEN_SHA256, {}) if isinstance(record, dict) else {}
+    written = record[WRITTEN_SHA256]
     return [path.name for role, path in paths.items()
             if role != "sidecar" and path.exists() and written.get(role) != sha256_file(path)]
 
@@ -73,7 +79,7 @@ def _staleness(record: dict[str, Any], paths: dict[str, Path], image: BidsImage,
     if recorded != settings:
         changed = sorted(k for k in settings if not isinstance(recorded, dict) or recorded.get(k) != settings[k])
         return f"settings changed ({', '.join(changed)})"
-    sources = record.get("Sources") or [{}]
-    if sources[0].get("sha256") != sha256_file(image.path):
+    source = (record.get("Sources") or [{}])[0]
+    if not isinstance(source, dict) or source.get("sha256") != sha256_file(image.path):
         return "the image changed"
     return None

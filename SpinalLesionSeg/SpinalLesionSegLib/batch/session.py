@@ -51,7 +51,7 @@ class BatchSession:
         return chosen
 
     def plan(self, images: Sequence[BidsImage], template: dict[str, Any], roi_label: str | None,
-             overwrite: bool) -> list[Decision]:
+             overwrite: bool, dry_run: bool = False) -> list[Decision]:
         """Each image's :class:`.plan.Decision`, from the job it would get (``template`` + its paths)."""
         assert self.model is not None, "select() first"
         decisions = []
@@ -60,7 +60,8 @@ class BatchSession:
             job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()),
                       roi_mask=str(roi) if roi_label and roi.is_file() else None, **template)
             self.jobs[image] = job
-            decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite))
+            decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite,
+                                    dry_run=dry_run))
         return decisions
 
     def run(self, decisions: Sequence[Decision], jobs: int, on_record: OnRecord | None = None
@@ -78,8 +79,11 @@ class BatchSession:
             previous = read_record(path) if path.exists() else None
         except InputError:
             previous = None
-        record = reuse_record(self.root, decision.image, "skipped" if decision.action == "skip" else "kept",
-                              previous)
+        status = "skipped" if decision.action == "skip" else "kept"
+        try:
+            record = reuse_record(self.root, decision.image, status, previous)
+        except (InputError, OSError, ValueError, IndexError) as error:  # an unreadable edited mask: say so, go on
+            record = ImageRecord.for_image(decision.image, "failed", error=f"{status} but unreadable: {error}")
         write_record(self.root, record)
         return record
 

@@ -62,7 +62,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
         raise InputError(None, f"--jobs must be at least 1, got {args.jobs}")
     images = session.select(args.suffix, args.include, args.exclude, args.num_parts, args.part_id, args.model)
-    decisions = session.plan(images, _job_template(args), args.roi_label, args.overwrite)
+    decisions = session.plan(images, _job_template(args), args.roi_label, args.overwrite, args.dry_run)
     if args.dry_run:
         for decision in decisions:
             print(f"{decision.action:4}  {decision.image.relative.as_posix()}  ({decision.reason})")

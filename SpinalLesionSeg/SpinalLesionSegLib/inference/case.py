@@ -120,7 +120,8 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
 
     report("write", WRITE_FRACTION)
     write_started = time.perf_counter()
-    with ResultSet(paths["sidecar"], {r: p for r, p in paths.items() if r != "sidecar"}) as result_set:
+    roles = {r: p for r, p in paths.items() if r != "sidecar"}
+    with ResultSet(paths["sidecar"], roles, overwrite=job.overwrite) as result_set:
         for role, image in (("lesion_seg", prediction.binary), ("lesion_soft", prediction.soft),
                             ("sc_seg", prediction.cord)):
             if image is not None:
