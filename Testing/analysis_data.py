@@ -8,6 +8,7 @@ anatomy; expected numbers are counted here directly from the labels, never taken
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,26 @@ def markups_file(points: dict[int, tuple[int, int, int]], reference: sitk.Image,
                 "markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "controlPoints": control_points}]}
     path.write_text(json.dumps(document))
     return path
+
+
+def paint_ellipsoids(cord: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
+    """Each planned ellipsoid (name -> (centre slice j, radii (k, j, i) in voxels)) as a boolean ``[k, j, i]``
+    array, centred on the cord on its slice; each is checked to lie inside the real cord."""
+    grid = np.indices(cord.shape).astype(float)
+    painted = {}
+    for name, (j, radii) in plan.items():
+        k, i = np.nonzero(cord[:, round(j), :])
+        centre = (round(k.mean()), j, round(i.mean()))
+        painted[name] = sum(((grid[a] - centre[a]) / radii[a]) ** 2 for a in range(3)) <= 1.0
+        assert not np.any(painted[name] & ~cord), name  # inside the real cord
+    return painted
+
+
+def rigid_motion(centre: tuple[float, ...], angles_deg: tuple[float, float, float],
+                 translation_mm: tuple[float, float, float]) -> sitk.Euler3DTransform:
+    """A planted patient motion as SimpleITK's resampling transform (follow-up points -> baseline points)."""
+    motion = sitk.Euler3DTransform()
+    motion.SetCenter(centre)
+    motion.SetRotation(*(math.radians(a) for a in angles_deg))
+    motion.SetTranslation(translation_mm)
+    return motion

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from analysis_data import paint_ellipsoids as _paint
+from analysis_data import rigid_motion
 from SpinalLesionSegLib.analysis.longitudinal import (
     CHANGE_COLUMNS,
     CLASSES,
@@ -47,18 +49,6 @@ ANGLES_DEG = (3.0, 0.0, 0.0)
 TRANSLATION_MM = (1.0, -1.0, math.sqrt(2.0))  # 2 mm
 
 
-def _paint(cord: np.ndarray, plan: dict) -> dict[str, np.ndarray]:
-    """Each planned ellipsoid as a boolean ``[k, j, i]`` array, centred on the cord on its slice."""
-    grid = np.indices(cord.shape).astype(float)
-    painted = {}
-    for name, (j, radii) in plan.items():
-        k, i = np.nonzero(cord[:, round(j), :])
-        centre = (round(k.mean()), j, round(i.mean()))
-        painted[name] = sum(((grid[a] - centre[a]) / radii[a]) ** 2 for a in range(3)) <= 1.0
-        assert not np.any(painted[name] & ~cord), name  # inside the real cord
-    return painted
-
-
 def _save(array: np.ndarray, reference: sitk.Image, path: Path) -> Path:
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
@@ -76,11 +66,7 @@ def _labels(masks: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
 
 def _planted(centre: tuple[float, ...]) -> sitk.Euler3DTransform:
     """The planted motion as SimpleITK's resampling transform: follow-up points -> baseline points."""
-    motion = sitk.Euler3DTransform()
-    motion.SetCenter(centre)
-    motion.SetRotation(*(math.radians(a) for a in ANGLES_DEG))
-    motion.SetTranslation(TRANSLATION_MM)
-    return motion
+    return rigid_motion(centre, ANGLES_DEG, TRANSLATION_MM)
 
 
 def _other_grid(reference: sitk.Image, spacing: float) -> sitk.Image:

@@ -61,9 +61,14 @@ class BidsImage:
         """Where ``batch`` writes this image's predictions."""
         return pipeline_dir(self.root) / self.folder
 
+    def label(self, name: str) -> Path:
+        """This image's manual label ``name`` (``seg-manual``, ``lesion-manual``), existing or not:
+        ``ROOT/derivatives/labels/<folder>/<stem>_<name>.nii.gz``."""
+        return self.root / "derivatives" / LABELS / self.folder / f"{self.stem}_{name}.nii.gz"
+
     def manual_lesion(self) -> Path:
         """The manual (corrected) lesion mask of this image, existing or not."""
-        return self.root / "derivatives" / LABELS / self.folder / f"{self.stem}_{MANUAL_LESION}.nii.gz"
+        return self.label(MANUAL_LESION)
 
     def matches(self, token: str) -> bool:
         """Whether a selection token names this image: its subject, session, ``sub-XX_ses-YY``, stem, file name,

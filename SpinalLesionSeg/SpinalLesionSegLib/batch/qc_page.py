@@ -9,11 +9,10 @@ costs seconds, not minutes.
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -25,7 +24,10 @@ from ..defaults import CANDIDATE_THRESHOLD, PROG
 from ..errors import InputError
 from ..image_io import write_text
 from .qc_template import PAGE
+from .pair_runs import PairRecord
 from .records import STATUSES, ImageRecord
+from .timeline import escape as _text
+from .timeline import timeline_html
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def qc_dir(root: str | os.PathLike[str]) -> Path:
     return pipeline_dir(root) / "qc"
 
 
-def build_qc(root: str | os.PathLike[str], records: list[ImageRecord]) -> Path:
+def build_qc(root: str | os.PathLike[str], records: list[ImageRecord], pairs: Sequence[PairRecord] = ()) -> Path:
     """Make the pictures of every record with a lesion mask (failed images have none), then write the page;
     return its path.
 
@@ -54,7 +56,7 @@ def build_qc(root: str | os.PathLike[str], records: list[ImageRecord]) -> Path:
             problems[record.image] = str(error)
             for picture in picture_paths(qc_dir(root) / "img", record.stem).values():
                 picture.unlink(missing_ok=True)
-    return write_qc_page(root, records, problems=problems)
+    return write_qc_page(root, records, problems=problems, pairs=pairs)
 
 
 def _render_if_stale(root: str | os.PathLike[str], record: ImageRecord) -> None:
@@ -72,12 +74,13 @@ def _render_if_stale(root: str | os.PathLike[str], record: ImageRecord) -> None:
 
 
 def write_qc_page(root: str | os.PathLike[str], records: list[ImageRecord], *,
-                  problems: Mapping[str, str] | None = None) -> Path:
+                  problems: Mapping[str, str] | None = None, pairs: Sequence[PairRecord] = ()) -> Path:
     """Write ``qc/index.html`` (atomically) for ``records``, in their order, and return its path.
 
     Pictures are linked when all four exist in ``qc/img``; ``problems`` (image -> why its pictures could not be
-    made) is shown in their place. The review is kept in the browser under a key naming this pipeline folder,
-    so two datasets reviewed in one browser never mix their marks.
+    made) is shown in their place; ``pairs`` (``--compare-sessions``) add the follow-up timeline. The review is
+    kept in the browser under a key naming this pipeline folder, so two datasets reviewed in one browser never mix
+    their marks.
     """
     root_path = Path(root)
     page = qc_dir(root_path) / "index.html"
@@ -90,6 +93,7 @@ def write_qc_page(root: str | os.PathLike[str], records: list[ImageRecord], *,
         "STATUS_OPTIONS": "".join(f'<option value="{s}">{s}</option>' for s in STATUSES),
         "CANDIDATE": _text(f"{CANDIDATE_THRESHOLD:g}"),
         "ROWS": rows,
+        "TIMELINE": timeline_html(root_path, pairs),
         "FOOTER": _text(f"{PROG} {__version__}, {generated}; {len(records)} images of {root_path.resolve()}. "
                         "The review is saved in this browser only: export the lists to keep or share it."),
     }
@@ -136,6 +140,3 @@ def _number(value: float | int | None, spec: str) -> str:
     return "&ndash;" if value is None else format(value, spec)
 
 
-def _text(value: str) -> str:
-    """``value`` safe in HTML text and in quoted attributes."""
-    return html.escape(value, quote=True)

@@ -6,7 +6,8 @@ the browser's localStorage under a key naming the dataset, so it survives reload
 is exported as SCT-style ``qc_fail.yml`` / ``qc_artifact.yml`` lists that ``batch --include @qc_fail.yml`` reads.
 
 Placeholders, replaced verbatim (their values are HTML-escaped by the caller): ``@@TITLE@@``, ``@@KEY@@``,
-``@@STATUS_OPTIONS@@``, ``@@CANDIDATE@@``, ``@@ROWS@@``, ``@@FOOTER@@``.
+``@@STATUS_OPTIONS@@``, ``@@CANDIDATE@@``, ``@@ROWS@@``, ``@@TIMELINE@@`` (the follow-up timeline, or
+nothing), ``@@FOOTER@@``.
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ Slices through the largest lesion, else the cord's middle, else the image centre
 @@ROWS@@
 </tbody>
 </table>
+@@TIMELINE@@
 <footer class="help">@@FOOTER@@</footer>
 <script>""" + JS + """</script>
 </body>

@@ -92,11 +92,14 @@ def write_tsv(root: str | os.PathLike[str], records: list[ImageRecord]) -> Path:
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(TSV_COLUMNS)
     for record in records:
-        writer.writerow(["" if getattr(record, c) is None else _cell(getattr(record, c)) for c in TSV_COLUMNS])
+        writer.writerow([tsv_cell(getattr(record, column)) for column in TSV_COLUMNS])
     return write_text(buffer.getvalue(), pipeline_dir(root) / "batch.tsv")
 
 
-def _cell(value: Any) -> str:
+def tsv_cell(value: Any) -> str:
+    """A TSV cell: empty for None, floats to 6 significant digits, text on one line without tabs."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.6g}"
     return " ".join(str(value).split())  # one line, no tabs

@@ -7,7 +7,7 @@ rebuilds the views. Everything written lives under ``ROOT/derivatives/spinal-les
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,14 @@ from ..inference.case import CODE_URL, result_settings
 from ..inference.protocol import Job
 from ..models.resolve import ResolvedModel, resolve_model
 from ..outputs import writable_folder
+from .pair_runs import PAIR_STATUSES, PairRecord, compare_pair, read_pair_records, write_pair_tsv
+from .pairs import Pair, owned_pairs
 from .plan import RUN, Decision, decide
-from .records import ImageRecord, read_record, read_records, record_path, write_record, write_tsv
+from .records import STATUSES, ImageRecord, read_record, read_records, record_path, write_record, write_tsv
 from .runner import BatchRunner, OnRecord, reuse_record
+
+#: Called after each session comparison with its record, the number finished and the number to do.
+OnPair = Callable[[PairRecord, int, int], None]
 
 BIDS_VERSION = "1.9.0"
 
@@ -34,6 +39,9 @@ class BatchSession:
         self.pipeline = pipeline_dir(self.root)
         self.model: ResolvedModel | None = None
         self.jobs: dict[BidsImage, Job] = {}
+        #: Every selected image, and those of this part (``--num-parts``): pairs are formed among the former.
+        self.candidates: list[BidsImage] = []
+        self.part: list[BidsImage] = []
 
     def select(self, suffixes: Sequence[str] | None, include: Sequence[str], exclude: Sequence[str],
                num_parts: int, part_id: int, model: str) -> list[BidsImage]:
@@ -44,11 +52,12 @@ class BatchSession:
         trained_on = self.model.manifest.contrasts if self.model.manifest and not suffixes else None
         if trained_on:
             images = [image for image in images if image.suffix in trained_on]
-        chosen = split_part(select(images, read_selection(include), read_selection(exclude)), num_parts, part_id)
-        if not chosen:
+        self.candidates = select(images, read_selection(include), read_selection(exclude))
+        self.part = split_part(self.candidates, num_parts, part_id)
+        if not self.part:
             what = f"no image with suffix {', '.join(suffixes or trained_on or ['(any)'])}"
             raise InputError(self.root, f"{what} is selected: nothing to do")
-        return chosen
+        return self.part
 
     def plan(self, images: Sequence[BidsImage], template: dict[str, Any], roi_label: str | None,
              overwrite: bool, dry_run: bool = False) -> list[Decision]:
@@ -56,9 +65,9 @@ class BatchSession:
         assert self.model is not None, "select() first"
         decisions = []
         for image in images:
-            roi = image.root / "derivatives" / "labels" / image.folder / f"{image.stem}_{roi_label}.nii.gz"
+            roi = image.label(roi_label) if roi_label else None
             job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()),
-                      roi_mask=str(roi) if roi_label and roi.is_file() else None, **template)
+                      roi_mask=str(roi) if roi and roi.is_file() else None, **template)
             self.jobs[image] = job
             decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite,
                                     dry_run=dry_run))
@@ -87,6 +96,20 @@ class BatchSession:
         write_record(self.root, record)
         return record
 
+    def pairs(self) -> list[Pair]:
+        """The session pairs this part compares (``--compare-sessions``; :mod:`.pairs`)."""
+        return owned_pairs(self.candidates, self.part)
+
+    def compare_sessions(self, roi_label: str | None, on_pair: OnPair | None = None) -> list[PairRecord]:
+        """Compare each pair of :meth:`pairs` unless current (:func:`.pair_runs.compare_pair`), one after another
+        (a registration uses every core); ``on_pair(record, finished, total)`` after each."""
+        pairs, records = self.pairs(), []
+        for pair in pairs:
+            records.append(compare_pair(pair, roi_label))
+            if on_pair:
+                on_pair(records[-1], len(records), len(pairs))
+        return records
+
     def write_description(self) -> Path:
         """``dataset_description.json`` of the derivatives folder (BIDS 1.9 derivative), naming the model and
         the sha256 fingerprint of its weights."""
@@ -108,9 +131,16 @@ class BatchSession:
         records = read_records(self.root)
         if not records:
             raise InputError(self.pipeline, "holds no batch results yet: run batch first")
+        pairs = read_pair_records(self.root)
         tsv = write_tsv(self.root, records)
-        page = build_qc(self.root, records)
-        counts = {status: sum(r.status == status for r in records) for status in ("done", "skipped", "kept",
-                                                                                   "failed")}
-        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        return f"{len(records)} image(s): {summary}\n  table: {tsv}\n  QC page: {page}"
+        page = build_qc(self.root, records, pairs)
+        lines = [f"{len(records)} image(s): {_counts(records, STATUSES)}", f"  table: {tsv}"]
+        if pairs:
+            lines += [f"{len(pairs)} session comparison(s): {_counts(pairs, PAIR_STATUSES)}",
+                      f"  table: {write_pair_tsv(self.root, pairs)}"]
+        return "\n".join([*lines, f"  QC page: {page}"])
+
+
+def _counts(records: Sequence[ImageRecord | PairRecord], statuses: Sequence[str]) -> str:
+    """``3 done, 1 failed``: how many records have each status (those with none left out)."""
+    return ", ".join(f"{n} {status}" for status in statuses if (n := sum(r.status == status for r in records)))

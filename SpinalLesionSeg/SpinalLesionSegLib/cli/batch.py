@@ -45,6 +45,10 @@ def register(commands: Any) -> None:
     batch.add_argument("--num-parts", type=int, default=1, metavar="N",
                        help="split the images into N parts (e.g. a SLURM array; nnU-Net's convention)")
     batch.add_argument("--part-id", type=int, default=0, metavar="K", help="run part K (0..N-1) only")
+    batch.add_argument("--compare-sessions", action="store_true",
+                       help="then compare each subject's consecutive sessions (and, from three on, the first with "
+                       "the last), as compare does, using manual corrections where they exist; results under "
+                       "sub-XX/longitudinal/, longitudinal.tsv and a timeline in the QC page")
     batch.add_argument("--qc-only", action="store_true",
                        help="rebuild batch.tsv and the QC page from what is on disk; run nothing")
     batch.set_defaults(func=_cmd_batch)
@@ -66,13 +70,19 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if args.dry_run:
         for decision in decisions:
             print(f"{decision.action:4}  {decision.image.relative.as_posix()}  ({decision.reason})")
+        for pair in session.pairs() if args.compare_sessions else []:
+            print(f"compare  {pair.subject} {pair.series} {pair.baseline.session} -> {pair.followup.session}  "
+                  f"({pair.kind}; skipped if current)")
         return 0
     bar = _BatchProgress(sum(d.action == "run" for d in decisions))
     records = session.run(decisions, args.jobs, on_record=bar)
+    pairs = session.compare_sessions(args.roi_label, on_pair=_pair_progress) if args.compare_sessions else []
     print(session.rebuild_views())
-    failed = [r for r in records if r.status == "failed"]
-    for record in failed:
-        print(f"spinal-lesion-seg: error: {record.image}: {record.error}", file=sys.stderr)
+    failed = [(r.image, r.error) for r in records if r.status == "failed"]
+    failed += [(f"{p.subject} {p.series} {p.baseline_session} -> {p.followup_session}", p.error)
+               for p in pairs if p.status == "failed"]
+    for what, error in failed:
+        print(f"spinal-lesion-seg: error: {what}: {error}", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -96,6 +106,15 @@ class _BatchProgress:
         what = f"{record.lesion_count} lesion(s)" if record.status == "done" else record.error
         print(f"[{finished}/{self.total}] {record.stem}: {record.status} ({what}); "
               f"ETA {_duration(eta) if finished < self.total else 'done'}", file=sys.stderr, flush=True)
+
+
+def _pair_progress(record: Any, finished: int, total: int) -> None:
+    """One line per session comparison: its status and, when compared, the change counts."""
+    from ..analysis.longitudinal import CLASSES
+
+    what = ", ".join(f"{record.summary[c]} {c}" for c in CLASSES if record.summary.get(c)) or "no lesion change"
+    print(f"[compare {finished}/{total}] {record.subject} {record.series} {record.baseline_session} -> "
+          f"{record.followup_session}: {record.status} ({record.error or what})", file=sys.stderr, flush=True)
 
 
 def _duration(seconds: float) -> str:
