@@ -37,7 +37,7 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
 else:
     from SpinalLesionSegLib.errors import InputError
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
-    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs
+    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_followup
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
@@ -137,6 +137,8 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
         self.refreshModels()
         self.dataset = qt_dataset.DatasetSection(uiWidget, lambda: self._parameterNode, self._refreshReviewTable)
+        self.followup = qt_followup.FollowupSection(uiWidget, self.ui.statisticsCollapsibleButton,
+                                                    lambda: self._parameterNode)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from analysis_data import T2, box_lesion, load, save
 from conftest import MODULE_DIR
+from pdf_tools import pdf_text, poppler_tool, section
 from PIL import Image
 from SpinalLesionSegLib.cli import main
 from SpinalLesionSegLib.image_io import sha256_file
@@ -52,22 +53,6 @@ class Case:
     volumes: dict[str, int]
     soft_volumes: dict[str, float]
     out: Path
-
-
-def _tool(name: str) -> str:
-    """The path of a poppler tool; skip (fail with SPINAL_LESION_SEG_REQUIRE_BROWSER=1) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"the report's PDF tests need {name} (apt-get install poppler-utils)"
-        if os.environ.get("SPINAL_LESION_SEG_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " (SPINAL_LESION_SEG_REQUIRE_BROWSER=1)")
-        pytest.skip(message)
-    return path
-
-
-def _pdf_text(pdf: Path) -> str:
-    return subprocess.run([_tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
 
 
 def _paint(folder: Path, shared_data: Path) -> tuple[dict[str, Path], dict[str, int], dict[str, float]]:
@@ -104,25 +89,21 @@ def case(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Case:
     return Case(folder, files, volumes, soft_volumes, folder / "out")
 
 
-def _section(text: str, start: str, end: str) -> str:
-    return text[text.index(start):text.index(end, text.index(start))]
-
-
 def test_the_pdf_has_the_totals_levels_lesions_disclaimer_and_patient(case: Case) -> None:
-    text = _pdf_text(case.out / "report.pdf")
+    text = pdf_text(case.out / "report.pdf")
     pages = int(re.findall(r"Page \d+ of (\d+)", text)[0])
     assert [int(n) for n in re.findall(r"Page (\d+) of \d+", text)] == list(range(1, pages + 1))
     assert text.count(f"Patient ID: {PATIENT}") == pages, "the patient in every page header"
     assert text.count(DISCLAIMER) == pages + 1, "in every footer, and framed on the first page"
-    load = _section(text, "Lesion load", "Lesions per vertebral level")
+    load = section(text, "Lesion load", "Lesions per vertebral level")
     assert f"{sum(case.volumes.values()):.1f} mm³" in load and f"{sum(case.soft_volumes.values()):.1f} mm³" in load
     assert re.search(r"^\s*3\s", load, re.M), "three lesions"
-    levels = _section(text, "Lesions per vertebral level", "Key slices")
+    levels = section(text, "Lesions per vertebral level", "Key slices")
     for level, volume in case.volumes.items():
         cells = next(line.split() for line in levels.splitlines() if line.split()[:1] == [level])
         assert cells[1:3] == ["1", "1"] and f"{volume:.1f}" in cells and f"{case.soft_volumes[level]:.1f}" in cells
     assert next(line.split() for line in levels.splitlines() if line.split()[:1] == ["C5"])[1:3] == ["0", "0"]
-    lesions = _section(text, "\n Lesions\n", "How the numbers were computed")
+    lesions = section(text, "\n Lesions\n", "How the numbers were computed")
     for level, (_, _, probability) in PAINTED.items():
         row = _lesion_row(lesions, level)
         assert f"{case.volumes[level]:.1f}" in row and f"{probability:.2f}" in row
@@ -141,7 +122,7 @@ def _lesion_row(lesions: str, level: str) -> list[str]:
 
 
 def test_the_pdf_embeds_the_overview_the_axial_slices_and_the_chart(case: Case) -> None:
-    listing = subprocess.run([_tool("pdfimages"), "-list", str(case.out / "report.pdf")], capture_output=True,
+    listing = subprocess.run([poppler_tool("pdfimages"), "-list", str(case.out / "report.pdf")], capture_output=True,
                              text=True, check=True).stdout
     embedded = sorted((int(cells[3]), int(cells[4])) for cells in map(str.split, listing.splitlines()[2:])
                       if cells[2] == "image")
@@ -200,7 +181,7 @@ def test_every_pdf_page_renders(case: Case) -> None:
     """The pages as PNG (left in /tmp for a person to look at): A4 at 100 dpi, none blank."""
     for old in PAGES_PNG.parent.glob(f"{PAGES_PNG.name}-*.png"):
         old.unlink()
-    subprocess.run([_tool("pdftoppm"), "-r", "100", "-png", str(case.out / "report.pdf"), str(PAGES_PNG)],
+    subprocess.run([poppler_tool("pdftoppm"), "-r", "100", "-png", str(case.out / "report.pdf"), str(PAGES_PNG)],
                    check=True)
     pages = sorted(PAGES_PNG.parent.glob(f"{PAGES_PNG.name}-*.png"))
     assert pages
@@ -251,8 +232,8 @@ def _change_dict() -> dict[str, Any]:
 def test_a_longitudinal_section_shows_the_change_counts(case: Case, tmp_path: Path) -> None:
     data = gather_report_data(case.args["image"], case.args["lesion"], longitudinal=_change_dict())
     outputs = write_report(data, tmp_path)
-    text = _pdf_text(outputs.pdf)
-    change = _section(text, "Change since the baseline scan", "How the numbers were computed")
+    text = pdf_text(outputs.pdf)
+    change = section(text, "Change since the baseline scan", "How the numbers were computed")
     lines = change.splitlines()
     labels = next(n for n, line in enumerate(lines) if line.split()[:2] == ["New", "Enlarged"])
     counts = next(line.split() for line in reversed(lines[:labels]) if line.strip())
@@ -271,7 +252,7 @@ def test_the_baseline_options_compare_the_scans(case: Case, shared_data: Path, t
     baseline = save(mask, image, tmp_path / "baseline_lesion.nii.gz")
     assert _report(case.args, tmp_path / "out", f"--baseline-image={case.args['image']}",
                    f"--baseline-lesion={baseline}") == 0
-    text = _pdf_text(tmp_path / "out" / "report.pdf")
+    text = pdf_text(tmp_path / "out" / "report.pdf")
     assert re.search(r"^\s*1\s+0\s+2\s+0\s+0\s+0\s+0\s*$", text, re.M), "1 new, 0 enlarged, 2 stable, ..."
     assert (tmp_path / "out" / "report_registration.png").is_file()
 
@@ -283,7 +264,7 @@ def test_a_prediction_sidecar_gives_the_model_and_whether_the_mask_was_edited(t2
     sidecar = json.loads((out / "t2_lesion_seg.json").read_text())
     args = {"image": t2_path, "lesion": out / "t2_lesion_seg.nii.gz", "soft": out / "t2_lesion_soft.nii.gz"}
     assert _report(args, tmp_path / "as_predicted") == 0
-    text = " ".join(_pdf_text(tmp_path / "as_predicted" / "report.pdf").split())
+    text = " ".join(pdf_text(tmp_path / "as_predicted" / "report.pdf").split())
     assert "Model demo" in text and "Model release bundled" in text and "Threshold 0.5" in text
     assert sidecar["model"]["fingerprint"][:32] in text.replace(" ", "")
     assert "Mask as the model wrote it" in text and "Predicted from this image" in text
@@ -292,11 +273,11 @@ def test_a_prediction_sidecar_gives_the_model_and_whether_the_mask_was_edited(t2
     mask[tuple(n // 2 for n in mask.shape)] = 1 - mask[tuple(n // 2 for n in mask.shape)]  # a corrector's click
     save(mask, image, args["lesion"])
     assert _report(args, tmp_path / "edited") == 0
-    assert "edited after the prediction" in " ".join(_pdf_text(tmp_path / "edited" / "report.pdf").split())
+    assert "edited after the prediction" in " ".join(pdf_text(tmp_path / "edited" / "report.pdf").split())
 
     (out / "t2_lesion_seg.json").write_text("[" * 100)
     assert _report(args, tmp_path / "broken") == 0
-    assert "unreadable" in " ".join(_pdf_text(tmp_path / "broken" / "report.pdf").split())
+    assert "unreadable" in " ".join(pdf_text(tmp_path / "broken" / "report.pdf").split())
 
 
 @pytest.mark.parametrize("problem", ["another grid", "patient ID", "file as folder", "baseline alone"])
@@ -344,7 +325,7 @@ def test_columns_the_analysis_adds_appear_in_both_documents(case: Case, tmp_path
     outputs = write_report(dataclasses.replace(data, lesion_rows=rows), tmp_path)
     page = " ".join(_Page(outputs.html.read_text(encoding="utf-8")).text.split())
     assert "Spread area (mm²)" in page and "Eccentricity index" in page and "12.3" in page and "0.812" in page
-    pdf = _pdf_text(outputs.pdf).split()  # headers wrap, so their words come on separate lines
+    pdf = pdf_text(outputs.pdf).split()  # headers wrap, so their words come on separate lines
     assert {"Spread", "area", "(mm²)", "Eccentricity", "index", "12.3", "0.812"} <= set(pdf)
 
 

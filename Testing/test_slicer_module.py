@@ -7,12 +7,13 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import slicer
-from conftest import MODULE_DIR
+from conftest import MODULE_DIR, REPO_ROOT
 from SpinalLesionSegLib import slicer_requirements
 from SpinalLesionSegLib.inference.worker_client import WORKER_ARGS
 from SpinalLesionSegLib.mrml.panel import PanelLogic
@@ -88,6 +89,17 @@ def test_pip_gets_a_list_so_windows_paths_survive() -> None:
     assert "pip_install(f" not in source and "pip_install(pip_arguments(" in source
 
 
+def test_slicer_gets_the_packages_ranges_and_what_the_report_needs() -> None:
+    """The same ranges as pyproject.toml; ReportLab and matplotlib (not in Slicer 5.10) and Pillow (only with
+    Slicer's DICOM support) for the report and the comparison's figure."""
+    import tomllib
+
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert set(slicer_requirements.REQUIREMENTS) <= set(dependencies)
+    names = {re.split(r"[<>=!]", requirement)[0] for requirement in slicer_requirements.REQUIREMENTS}
+    assert names >= {"nnunetv2", "connected-components-3d", "reportlab", "matplotlib", "Pillow"}
+
+
 def test_torch_requirement_is_nnunetv2s_own() -> None:
     required = [r for r in importlib.metadata.requires("nnunetv2") if r.startswith("torch") and "extra" not in r]
     assert required and set(required[0].removeprefix("torch").split(",")) == set(
@@ -115,7 +127,8 @@ def test_dependency_install_checks_torch_first_and_stops_when_declined() -> None
     present = _PyTorchExtension(installed=True, accept=True)
     slicer_requirements.install_into_slicer(present, pip_calls.append)
     assert present.asked is None, "torch is present: it must not be reinstalled"
-    assert pip_calls and isinstance(pip_calls[0], list) and pip_calls[0][:2] == list(slicer_requirements.REQUIREMENTS)
+    requirements = list(slicer_requirements.REQUIREMENTS)
+    assert pip_calls and isinstance(pip_calls[0], list) and pip_calls[0][:len(requirements)] == requirements
     constraints = Path(pip_calls[0][-1]).read_text()
     assert "SimpleITK==" in constraints and "numpy==" in constraints and "torch==" in constraints
     declined = _PyTorchExtension(installed=False, accept=False)

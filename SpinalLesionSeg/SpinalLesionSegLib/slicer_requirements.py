@@ -1,9 +1,11 @@
 """What the Slicer module installs into Slicer's own Python, and what it must never replace there.
 
 torch comes from Slicer's PyTorch extension (``PyTorchUtils``, which picks the CUDA build for the machine's driver),
-asked for a version nnunetv2 accepts; nnunetv2 and cc3d (lesion components, used by the review table) come from
-PyPI with Slicer's own SimpleITK, numpy, requests and torch pinned, because replacing them breaks Slicer or the
-extension. The arguments are a list: ``slicer.util.pip_install`` splits a single string with ``shlex``, which
+asked for a version nnunetv2 accepts; nnunetv2, cc3d (lesion components, used by the review table) and what the
+report and the follow-up comparison need (ReportLab for the PDF, matplotlib for the charts and the registration
+figure, Pillow for the pictures: Slicer 5.10 ships none of ReportLab and matplotlib, and Pillow only with its DICOM
+support) come from PyPI with Slicer's own SimpleITK, numpy, requests and torch pinned, because replacing them breaks
+Slicer or the extension. The arguments are a list: ``slicer.util.pip_install`` splits a single string with ``shlex``, which
 strips the backslashes of a Windows path.
 """
 
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 #: pip requirements for inference and analysis inside Slicer (the same ranges as pyproject.toml).
-REQUIREMENTS = ("nnunetv2>=2.8,<2.9", "connected-components-3d>=3.12,<5")
+REQUIREMENTS = ("nnunetv2>=2.8,<2.9", "connected-components-3d>=3.12,<5", "reportlab>=4,<5", "matplotlib>=3.6,<4",
+                "Pillow>=9")
 #: The torch versions nnunetv2 2.8 accepts (its own requirement: torch>=2.1.2, not 2.9.*).
 TORCH_REQUIREMENT = ">=2.1.2,!=2.9.*"
 #: The oldest Slicer whose Python (3.12 in Slicer 5.10; 3.9 in 5.8) runs nnunetv2 2.8 and this package.

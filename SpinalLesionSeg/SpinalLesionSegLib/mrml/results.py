@@ -25,26 +25,18 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from ..errors import InputError
+from ..terminology import (
+    CORD_COLOR,
+    CORD_SEGMENT_NAME,
+    CORD_TERMINOLOGY,
+    LESION_COLOR,
+    LESION_SEGMENT_NAME,
+    LESION_TERMINOLOGY,
+)
 from .nodes import labelmap_from_segmentation, node_ijk_to_ras, segmentation_node_from_labelmap, volume_node_from_image
 
-LESION_SEGMENT_NAME = "MS lesion"
-CORD_SEGMENT_NAME = "Spinal cord"
-#: Segment colours (RGB 0..1): a red that stays visible over the Inferno soft map; the cord in a pale yellow.
-LESION_COLOR = (0.9, 0.15, 0.15)
-CORD_COLOR = (0.95, 0.85, 0.55)
 #: Colour of a segment written beside an edited lesion segment: orange, to tell the two apart.
 THRESHOLD_SEGMENT_COLOR = (1.0, 0.6, 0.1)
-#: Terminology entries in Slicer's serialised format (``context~category~type~typeModifier~anatomicContext~
-#: anatomicRegion~anatomicRegionModifier``, codes as ``scheme^value^meaning``), as the Segment Editor writes them.
-#: Both name entries that exist in Slicer 5.10's terminology files (checked by Testing/test_slicer_module.py): no
-#: list has a plain "Lesion" type, and an MS plaque is inflammatory demyelination, so the lesion is "Inflammation"
-#: (Morphologically Altered Structure) of the spinal cord; the segment keeps the name "MS lesion".
-LESION_TERMINOLOGY = ("Segmentation category and type - DICOM master list"
-                      "~SCT^49755003^Morphologically Altered Structure~SCT^23583003^Inflammation~^^"
-                      "~Anatomic codes - DICOM master list~SCT^2748008^Spinal cord~^^")
-CORD_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
-                    "~SCT^123037004^Anatomical Structure~SCT^2748008^Spinal cord~^^"
-                    "~Anatomic codes - DICOM master list~^^~^^")
 #: Colour table of the soft map: perceptually uniform, dark at 0 so that background stays out of the way. Slicer
 #: loads it from its colour files; ``slicer-core`` ships no colour files, so there the built-in Iron table (also
 #: black -> red -> yellow -> white) stands in.
@@ -263,6 +255,24 @@ def segment_mask(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
             source = tuple(slice(a - o, b - o) for a, b, o in zip(clip_low, clip_high, low))
             mask[target] = local[source]
     return mask
+
+
+def cord_mask(segmentation: slicer.vtkMRMLSegmentationNode, lesion: np.ndarray,
+              reference_volume: slicer.vtkMRMLVolumeNode) -> np.ndarray | None:
+    """The cord as the analysis takes it: the ``Spinal cord`` segment plus the ``lesion`` mask (boolean
+    ``[k, j, i]``, both on ``reference_volume``'s grid). Segments here do not overlap (the cord is imported without
+    the lesion voxels, and painting a lesion erases the cord beneath it), so the segment alone has holes where the
+    lesions are. None without a cord segment, or when it is empty (the union would make each lesion its own cord).
+    """
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(CORD_SEGMENT_NAME)
+    return cord_with_lesion(segmentation, segment_id, lesion, reference_volume) if segment_id else None
+
+
+def cord_with_lesion(segmentation: slicer.vtkMRMLSegmentationNode, cord_segment_id: str, lesion: np.ndarray,
+                     reference_volume: slicer.vtkMRMLVolumeNode) -> np.ndarray | None:
+    """The segment ``cord_segment_id`` plus the ``lesion`` mask (:func:`cord_mask`'s rule); None when empty."""
+    cord = segment_mask(segmentation, cord_segment_id, reference_volume)
+    return cord | lesion if cord.any() else None
 
 
 def segment_fingerprint(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str) -> str:

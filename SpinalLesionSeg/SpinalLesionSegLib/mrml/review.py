@@ -20,7 +20,8 @@ from ..defaults import CANDIDATE_THRESHOLD, CONNECTIVITY, LEVEL_MAX_DISTANCE_MM,
 from ..errors import InputError
 from ..geometry import set_ijk_to_ras
 from .nodes import node_ijk_to_ras
-from .results import CORD_SEGMENT_NAME, check_same_grid, node_array, segment_mask, write_segment_mask
+from .results import (CORD_SEGMENT_NAME, check_same_grid, cord_with_lesion, node_array, segment_mask,
+                      write_segment_mask)
 from .tables import fill_table
 
 CANDIDATE_COLUMNS = ("id", "volume_mm3", "peak_probability", "mean_probability", "centroid_r_mm", "centroid_a_mm",
@@ -51,18 +52,15 @@ def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: st
     """Run :func:`..analysis.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
     reference volume's grid, with the soft map (same grid) and the cord segment when given.
 
-    The cord is the cord segment plus the lesion: segments here do not overlap (the cord segment is imported
-    without the lesion voxels, and painting a lesion erases the cord beneath it), so the cord segment alone has
-    holes where the lesions are, which would shrink cord areas and shift its centroids. An empty cord segment
-    counts as no cord (the union would make every lesion its own cord).
+    The cord is the cord segment plus the lesion (:func:`.results.cord_mask`: segments here do not overlap, so the
+    cord segment alone has holes where the lesions are, which would shrink cord areas and shift its centroids).
     """
     mask = segment_mask(segmentation, segment_id, reference_volume)
     soft = None
     if soft_node is not None:
         check_same_grid(soft_node, reference_volume)
         soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
-    cord = segment_mask(segmentation, cord_segment_id, reference_volume) if cord_segment_id else None
-    cord = cord | mask if cord is not None and cord.any() else None
+    cord = cord_with_lesion(segmentation, cord_segment_id, mask, reference_volume) if cord_segment_id else None
     return analyze_lesions(mask, grid_image(reference_volume), soft=soft, levels=levels, cord=cord,
                            max_distance_mm=max_distance_mm)
 

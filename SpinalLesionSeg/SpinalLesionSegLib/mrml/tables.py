@@ -7,7 +7,9 @@ import slicer
 import vtk
 
 #: Units shown in the table headers' tooltips (Slicer's column unit labels).
-UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3", "cord_volume_mm3")} | {
+UNITS = {name: "mm3" for name in ("volume_mm3", "soft_volume_mm3", "outside_cord_volume_mm3", "cord_volume_mm3",
+                                  "baseline_volume_mm3", "followup_volume_mm3", "baseline_soft_volume_mm3",
+                                  "followup_soft_volume_mm3")} | {"volume_change_percent": "%"} | {
     name: "mm" for name in ("centroid_r_mm", "centroid_a_mm", "centroid_s_mm", "si_extent_mm", "length_mm",
                             "max_ap_width_mm")} | {"max_axial_area_mm2": "mm2", "lesion_load_pct": "%"}
 
