@@ -15,18 +15,20 @@ from SpinalLesionSegLib.contrasts import contrast_label
 
 LIB = MODULE_DIR / "SpinalLesionSegLib"
 BASE = {"errors", "defaults", "contrasts", "geometry", "image_io", "image_header", "validation", "describe",
-        "slicer_requirements", "safe_json", "outputs", "result_set", "plausibility", "bids", "__init__"}
+        "slicer_requirements", "safe_json", "outputs", "result_set", "plausibility", "bids", "dicom_series",
+        "terminology", "__init__"}
 #: What each part of the package may import from the package (besides itself). docs/architecture.md shows the map.
 ALLOWED = {
     "base": {"base"},
     "models": {"base"},
     "analysis": {"base"},
-    "inference": {"base", "models"},
+    "inference": {"base", "models", "dicom"},
+    "dicom": {"base", "analysis"},
     "phantom": {"base", "analysis"},
     "batch": {"base", "analysis", "inference", "models"},
     "mrml": {"base", "analysis", "inference", "models", "batch", "reporting"},
     "reporting": {"base", "analysis"},
-    "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting"},
+    "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting", "dicom"},
     "worker": {"inference"},
     "__main__": {"cli"},
 }

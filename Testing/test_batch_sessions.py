@@ -22,14 +22,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
 from analysis_data import T2, paint_ellipsoids, rigid_motion
 from bids_data import SEG_SIDECAR
 from conftest import MODULE_DIR
+from scipy import ndimage
 from SpinalLesionSegLib import bids
 from SpinalLesionSegLib.analysis.longitudinal import CLASSES
 from SpinalLesionSegLib.batch.pair_runs import compare_pair, read_pair_records
-from SpinalLesionSegLib.batch.pairs import BASELINE_TO_LAST, CONSECUTIVE, pairs_of, session_order
+from SpinalLesionSegLib.batch.pairs import (
+    BASELINE_TO_LAST,
+    CONSECUTIVE,
+    pairs_of,
+    session_order,
+)
 
 DEMO = MODULE_DIR / "Resources" / "Models" / "demo"
 LESIONS = {"A": 10, "B": 27, "C": 43, "D": 50}  # centre slice j of each lesion

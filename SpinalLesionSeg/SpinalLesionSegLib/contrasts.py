@@ -31,11 +31,16 @@ def guess_contrast(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def resolve_contrast(hint: str, path: str | os.PathLike[str]) -> tuple[str | None, str]:
-    """(contrast or None, where it came from) for a hint of ``auto`` or a contrast name (``T2*w`` accepted)."""
+def resolve_contrast(hint: str, path: str | os.PathLike[str], description: str | None = None
+                     ) -> tuple[str | None, str]:
+    """(contrast or None, where it came from) for a hint of ``auto`` or a contrast name (``T2*w`` accepted).
+    ``auto`` reads the BIDS suffix of the file name, else the DICOM series ``description`` of a DICOM input."""
     if hint == "auto":
-        guessed = guess_contrast(path)
-        return (guessed, "BIDS suffix of the file name") if guessed else (None, "unknown (no BIDS suffix)")
+        if guessed := guess_contrast(path):
+            return guessed, "BIDS suffix of the file name"
+        if description and (described := contrast_from_description(description)):
+            return described, "DICOM series description"
+        return None, "unknown (no BIDS suffix)" if description is None else "unknown (not in the series description)"
     for contrast in CONTRASTS:
         if hint.lower() in (contrast.lower(), contrast_label(contrast).lower()):
             return contrast, "given"

@@ -42,4 +42,13 @@ def format_description(name: str, info: dict[str, object]) -> str:
         f"  orientation   {info['orientation']} (SCT: {info['orientation_sct']})",
         f"  origin (RAS)  {origin} mm",
         f"  type          {info['pixel_type']}, intensities {info['intensity_min']:g} .. {info['intensity_max']:g}",
+        *_dicom_lines(info.get("dicom")),
     ])
+
+
+def _dicom_lines(dicom: object) -> list[str]:
+    """The DICOM series lines of :func:`format_description` (none for a file)."""
+    if not isinstance(dicom, dict):
+        return []
+    return [f"  DICOM series  {dicom['SeriesInstanceUID']} ({dicom['SeriesDescription'] or 'no description'}, "
+            f"{dicom['NumberOfImages']} images, {dicom['Modality']}); outputs named {dicom['output_stem']}_..."]

@@ -1,4 +1,4 @@
-"""Read and write NIfTI and NRRD images with their geometry intact, and convert images to and from numpy.
+"""Read and write NIfTI and NRRD images (and read DICOM series) with their geometry intact, and convert images to and from numpy.
 
 Geometry (origin, spacing, direction) is carried by SimpleITK images end to end; arrays never travel without the
 image they came from. Writes are atomic (temporary file in the destination folder, then rename), so a killed
@@ -14,12 +14,13 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import check_geometry, choose_series, is_dicom_folder, read_series
 from .errors import InputError
 from .geometry import voxel_box_ras
 from .image_header import check_image_file
@@ -44,14 +45,35 @@ def split_image_suffix(path: str | os.PathLike[str]) -> tuple[str, str]:
     raise InputError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)}")
 
 
-def read_image(path: str | os.PathLike[str]) -> sitk.Image:
-    """Read a NIfTI or NRRD file and check it is a usable 3D scalar volume.
+def input_stem(path: str | os.PathLike[str], series_uids: Sequence[str] = ()) -> str:
+    """The name outputs made from an input start with: the file name without its suffix, or for a DICOM folder
+    the chosen series' readable name (:meth:`.dicom_series.DicomSeries.stem`)."""
+    if is_dicom_folder(path):
+        return choose_series(path, series_uids).stem()
+    return split_image_suffix(path)[0]
+
+
+def input_digest(path: str | os.PathLike[str], series_uids: Sequence[str] = ()) -> str:
+    """The sha256 of an input file, or of a DICOM series' files in slice order: what sidecars record and batch
+    re-runs compare."""
+    if is_dicom_folder(path):
+        return check_geometry(choose_series(path, series_uids)).digest()
+    return sha256_file(path)
+
+
+def read_image(path: str | os.PathLike[str], series_uids: Sequence[str] = ()) -> sitk.Image:
+    """Read a NIfTI or NRRD file, or a DICOM series from a folder, and check it is a usable 3D scalar volume.
 
     The header and the voxel data are checked first (:func:`.image_header.check_image_file`: declared size,
     spacing and orientation, truncated or corrupt data, NaN voxels that SimpleITK would read as 0), then the image
     SimpleITK reads (:func:`.validation.validate_image`). Raises InputError, naming the file, for a missing, empty,
-    unreadable, truncated, oversized, 2D/4D, vector, non-finite or badly-spaced image.
+    unreadable, truncated, oversized, 2D/4D, vector, non-finite or badly-spaced image. A folder is read as the
+    DICOM series ``series_uids`` names, or its only one (:func:`.dicom_series.read_series` and its checks).
     """
+    if is_dicom_folder(path):
+        image = read_series(path, series_uids)[0]
+        validate_image(image, path)
+        return image
     p = check_input_file(path)
     split_image_suffix(p)
     try:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import InputError
-from .image_io import sha256_file, split_image_suffix
+from .image_io import input_stem, sha256_file
 
 #: The sidecar key holding ``{role: sha256}`` of the files a prediction wrote.
 WRITTEN_SHA256 = "written_sha256"
@@ -75,12 +75,13 @@ def _recorded_sha256(sidecar: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
 
 
-def check_distinct_names(inputs: list[str] | list[Path]) -> None:
-    """Outputs are named after input file names: two inputs with the same name (from different folders) in one call
-    would overwrite each other's results, so they are refused up front, naming both."""
+def check_distinct_names(inputs: list[str] | list[Path], series_uids: Sequence[str] = ()) -> None:
+    """Outputs are named after input file names (a DICOM folder: its series' name): two inputs with the same name
+    (from different folders) in one call would overwrite each other's results, so they are refused up front, naming
+    both."""
     seen: dict[str, Path] = {}
     for path in map(Path, inputs):
-        stem = split_image_suffix(path)[0]
+        stem = input_stem(path, series_uids)
         if stem in seen and seen[stem] != path:
             raise InputError(path, f"has the same name as {seen[stem]}: their outputs would overwrite each other; "
                                    "run them in separate calls or rename one")

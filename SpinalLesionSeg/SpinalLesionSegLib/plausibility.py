@@ -61,12 +61,17 @@ def roi_mask_fit(mask: sitk.Image, image: sitk.Image) -> list[str]:
     return warnings
 
 
-def contrast_evidence(path: str | os.PathLike[str]) -> dict[str, str]:
+def contrast_evidence(path: str | os.PathLike[str], description: str | None = None) -> dict[str, str]:
     """What the files say about an image's contrast: its BIDS file-name suffix, and the description in the BIDS
-    JSON sidecar beside it (``sub-01_T2w.json``: SeriesDescription, ProtocolName). Unreadable sidecars say nothing."""
+    JSON sidecar beside it (``sub-01_T2w.json``: SeriesDescription, ProtocolName), or of a DICOM input its series
+    ``description``. Unreadable sidecars say nothing."""
     evidence = {}
     if named := guess_contrast(path):
         evidence["its file name"] = named
+    if description is not None:
+        if described := contrast_from_description(description):
+            evidence["the DICOM series description"] = described
+        return evidence
     sidecar = Path(path).with_name(split_image_suffix(path)[0] + ".json")
     try:
         record = safe_json.load_file(sidecar, max_bytes=1 << 20) if sidecar.is_file() else {}

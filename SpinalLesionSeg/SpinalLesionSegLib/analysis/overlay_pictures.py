@@ -2,7 +2,8 @@
 
 * QC page (:func:`render_case_pictures`): a sagittal and an axial slice through the largest lesion, each with the
   lesion outline and without it (the page's overlay toggle swaps them).
-* Report (:func:`render_lesion_pictures`): a sagittal overview with every lesion projected onto it, and an axial
+* Report (:func:`render_lesion_pictures`, PNG; :func:`lesion_picture_arrays`, RGB arrays for the DICOM
+  preview): a sagittal overview with every lesion projected onto it, and an axial
   close-up through each chosen lesion, numbered as in the report's lesion table.
 
 Display conventions, fixed whatever the file's voxel order, so that a reviewer never has to work out which way
@@ -81,6 +82,15 @@ class LesionPictures:
     axial: dict[int, bytes]
 
 
+@dataclass(frozen=True)
+class LesionPictureArrays:
+    """The report's pictures as RGB arrays (rows x columns x 3, uint8), the same pixels as :class:`LesionPictures`
+    holds as PNG: for writers that embed pixels rather than files (the DICOM secondary-capture preview)."""
+
+    overview: np.ndarray
+    axial: dict[int, np.ndarray]
+
+
 def picture_paths(out_dir: str | os.PathLike[str], stem: str) -> dict[str, Path]:
     """The four pictures of image ``stem``, by key: sag, sag_bg, ax, ax_bg (``_bg``: without the overlay)."""
     folder = Path(out_dir)
@@ -120,34 +130,43 @@ def render_case_pictures(image_path: str | os.PathLike[str], lesion_path: str | 
 def render_lesion_pictures(image_path: str | os.PathLike[str], labels: sitk.Image, lesion_ids: Sequence[int], *,
                            soft_path: str | os.PathLike[str] | None = None,
                            cord_path: str | os.PathLike[str] | None = None) -> LesionPictures:
-    """The report's pictures (PNG, at most REPORT_HEIGHT_PX x REPORT_MAX_WIDTH_PX) of the image at ``image_path``
-    with its numbered lesions ``labels`` (0 = background, n = lesion n; resampled onto the image's grid, nearest
-    neighbour, when it differs).
+    """The report's pictures (PNG) of :func:`lesion_picture_arrays`, for the image at ``image_path``."""
+    drawn = lesion_picture_arrays(image_path, labels, lesion_ids, soft=soft_path, cord=cord_path)
+    return LesionPictures(overview=_png(Image.fromarray(drawn.overview, "RGB")),
+                          axial={n: _png(Image.fromarray(rgb, "RGB")) for n, rgb in drawn.axial.items()})
 
-    The overview is the sagittal slice through the cord's middle (``cord_path``), else through the largest
+
+def lesion_picture_arrays(image: str | os.PathLike[str] | sitk.Image, labels: sitk.Image, lesion_ids: Sequence[int],
+                          *, soft: str | os.PathLike[str] | sitk.Image | None = None,
+                          cord: str | os.PathLike[str] | sitk.Image | None = None) -> LesionPictureArrays:
+    """The report's pictures (RGB, at most REPORT_HEIGHT_PX x REPORT_MAX_WIDTH_PX) of ``image`` (a file, or a
+    volume in memory such as a DICOM series read) with its numbered lesions ``labels`` (0 = background, n = lesion
+    n; resampled onto the image's grid, nearest neighbour, when it differs).
+
+    The overview is the sagittal slice through the cord's middle (``cord``), else through the largest
     lesion, with the outline of every lesion projected onto it along the left-right axis, so that no lesion is
     missed whatever its side; the ``lesion_ids`` are numbered there. Each axial close-up (AXIAL_FIELD_MM square)
     passes through the voxel of its lesion nearest the lesion's centroid, outlines every lesion on that slice and
-    numbers its own. The soft map (``soft_path``) tints both, projected (maximum) on the overview. A lesion that
-    resampling onto another grid left without a voxel gets no close-up.
+    numbers its own. The soft map (``soft``, probabilities 0..1) tints both, projected (maximum) on the overview.
+    A lesion that resampling onto another grid left without a voxel gets no close-up.
     """
-    image = read_image(image_path)
+    image = image if isinstance(image, sitk.Image) else read_image(image)
     displayed = reorient(image, DISPLAY_AXCODES)
     spacing_kji = tuple(reversed(displayed.GetSpacing()))
     numbered = _on_grid(labels, image, "the lesion labels").astype(np.int64)
-    soft = _on_grid(soft_path, image) if soft_path is not None else None
-    cord = _on_grid(cord_path, image) > 0 if cord_path is not None else None
+    soft_kji = _on_grid(soft, image, "the soft map") if soft is not None else None
+    cord_kji = _on_grid(cord, image, "the cord mask") > 0 if cord is not None else None
     grey = _window(image_to_array(displayed))
-    middle = _centre(cord if cord is not None and cord.any() else numbered > 0, None, spacing_kji)
+    middle = _centre(cord_kji if cord_kji is not None and cord_kji.any() else numbered > 0, None, spacing_kji)
     present = set(np.unique(numbered).tolist())
-    return LesionPictures(overview=_overview(grey, numbered, soft, middle[2], spacing_kji, lesion_ids),
-                          axial={n: _axial_close_up(grey, numbered, soft, spacing_kji, n) for n in lesion_ids
-                                 if n in present})
+    return LesionPictureArrays(
+        overview=_overview(grey, numbered, soft_kji, middle[2], spacing_kji, lesion_ids),
+        axial={n: _axial_close_up(grey, numbered, soft_kji, spacing_kji, n) for n in lesion_ids if n in present})
 
 
 def _overview(grey: np.ndarray, numbered: np.ndarray, soft: np.ndarray | None, column: int,
-              spacing_kji: tuple[float, ...], lesion_ids: Sequence[int]) -> bytes:
-    """The sagittal slice ``column`` (i) with every lesion projected onto it and ``lesion_ids`` numbered (PNG)."""
+              spacing_kji: tuple[float, ...], lesion_ids: Sequence[int]) -> np.ndarray:
+    """The sagittal slice ``column`` (i) with every lesion projected onto it and ``lesion_ids`` numbered (RGB)."""
     grey_slice = grey[:, :, column]
     size = _display_size(grey_slice.shape, spacing_kji[0], spacing_kji[1], REPORT_HEIGHT_PX, REPORT_MAX_WIDTH_PX)
     picture = _overlay(_grey_picture(grey_slice, size, "sag", REPORT_LETTER_PX), (numbered > 0).any(axis=2),
@@ -157,12 +176,12 @@ def _overview(grey: np.ndarray, numbered: np.ndarray, soft: np.ndarray | None, c
     taken: list[Box] = []  # lesions at the same height would have their numbers drawn over each other
     for lesion_id in lesion_ids:
         _number(picture, voxels[ids == lesion_id][:, :2], grey_slice.shape, lesion_id, taken)
-    return _png(picture)
+    return np.asarray(picture)
 
 
 def _axial_close_up(grey: np.ndarray, numbered: np.ndarray, soft: np.ndarray | None,
-                    spacing_kji: tuple[float, ...], lesion_id: int) -> bytes:
-    """The axial close-up (PNG) through lesion ``lesion_id``: see :func:`render_lesion_pictures`."""
+                    spacing_kji: tuple[float, ...], lesion_id: int) -> np.ndarray:
+    """The axial close-up (RGB) through lesion ``lesion_id``: see :func:`lesion_picture_arrays`."""
     k, j, i = _nearest_to_centroid(np.argwhere(numbered == lesion_id), spacing_kji)
     rows, cols = _field(j, grey.shape[1], spacing_kji[1]), _field(i, grey.shape[2], spacing_kji[2])
     grey_slice, labels = grey[k, rows, cols], numbered[k, rows, cols]
@@ -170,7 +189,7 @@ def _axial_close_up(grey: np.ndarray, numbered: np.ndarray, soft: np.ndarray | N
     picture = _overlay(_grey_picture(grey_slice, size, "ax", REPORT_LETTER_PX), labels > 0,
                        None if soft is None else soft[k, rows, cols])
     _number(picture, np.argwhere(labels == lesion_id), labels.shape, lesion_id)
-    return _png(picture)
+    return np.asarray(picture)
 
 
 def _field(centre: int, length: int, spacing_mm: float) -> slice:

@@ -29,13 +29,17 @@ COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "followup", "models", "
 def _cmd_info(args: argparse.Namespace) -> int:
     """Check images the way every other command will, and print their geometry."""
     from ..describe import describe_image, format_description
+    from ..dicom_series import check_geometry, choose_series, is_dicom_folder
     from ..image_io import read_image
 
     failures = 0
     results = {}
     for path in args.images:
         try:
-            info = describe_image(read_image(path))
+            info = describe_image(read_image(path, args.series_uid))
+            if is_dicom_folder(path):
+                series = check_geometry(choose_series(path, args.series_uid))
+                info["dicom"] = {**series.record(), "output_stem": series.stem()}
         except InputError as error:
             failures += 1
             print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -62,10 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         help="check images and print their size, spacing (mm) and orientation",
-        description="Check NIfTI/NRRD images as every command does (3D, scalar, finite, plausible spacing) and "
-        "print their grid. Exit code 2 if any image is unusable.",
+        description="Check NIfTI/NRRD images or DICOM series as every command does (3D, scalar, finite, plausible "
+        "spacing; for DICOM one regular stack of slices) and print their grid. Exit code 2 if any image is unusable.",
     )
-    info.add_argument("images", nargs="+", metavar="IMAGE", help="NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file")
+    info.add_argument("images", nargs="+", metavar="IMAGE",
+                      help="NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, or a folder of DICOM files")
+    info.add_argument("--series-uid", nargs="+", default=[], metavar="UID",
+                      help="for a DICOM folder holding several series, the one to read")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     info.set_defaults(func=_cmd_info)
 

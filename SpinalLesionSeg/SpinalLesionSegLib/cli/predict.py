@@ -51,6 +51,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time mirroring (slower; off as in SCT)")
 
 
+def add_dicom_options(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
+    """``--series-uid`` (which series of a DICOM folder) and, for commands that write results, ``--dicom-out`` and
+    ``--uid-root``."""
+    parser.add_argument("--series-uid", nargs="+", default=[], metavar="UID",
+                        help="for a DICOM folder holding several series, the one to read (several UIDs: each folder "
+                        "uses the one it holds)")
+    if outputs:
+        parser.add_argument("--dicom-out", action=argparse.BooleanOptionalAction, default=None,
+                            help="also write DICOM SEG (binary and probability) next to the NIfTI outputs "
+                            "(default: on for DICOM input)")
+        parser.add_argument("--uid-root", metavar="ROOT",
+                            help="your organisation's DICOM UID root for the new objects (default: 2.25. UUID UIDs)")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..inference.case import group_cases, load_model, predict_case
@@ -59,14 +73,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.roi_margin < 0:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
-    check_distinct_names(args.images)  # before the model is loaded
+    check_distinct_names(args.images, args.series_uid)  # before the model is loaded
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
     cases = group_cases(args.images, len(model.channel_names))
     job = Job(inputs=[str(p) for p in args.images], output_dir=str(args.output), model=args.model,
               device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
-              roi_margin_mm=args.roi_margin, overwrite=args.overwrite)
+              roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
+              dicom_out=args.dicom_out, uid_root=args.uid_root)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
@@ -147,11 +162,14 @@ def register(commands: Any) -> None:
         "predict", help="segment MS lesions in images with an nnU-Net model",
         description="Segment MS lesions. Writes per input <stem>_lesion_seg.nii.gz (uint8), "
         "<stem>_lesion_soft.nii.gz (float32 probability), <stem>_sc_seg.nii.gz (region-based models) and the "
-        "sidecar <stem>_lesion_seg.json, all on the input's grid. For a model with several input channels, give "
+        "sidecar <stem>_lesion_seg.json, all on the input's grid; for DICOM input also <stem>_lesion_seg.dcm and "
+        "<stem>_lesion_soft.dcm (DICOM SEG). For a model with several input channels, give "
         "the images of each case consecutively.")
-    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="NIfTI or NRRD image(s)")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                         help="NIfTI or NRRD image(s), or folder(s) of DICOM files (one series each, or --series-uid)")
     predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
     add_model_options(predict)
+    add_dicom_options(predict)
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",

@@ -8,6 +8,9 @@ Outputs per case (``<stem>`` = the first input's file name without its extension
 * ``<stem>_sc_seg.nii.gz``      -- uint8 0/1 spinal cord mask (region-based models only)
 * ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, orientation, ROI,
   contrast hint, timings, software version, BIDS-style ``GeneratedBy``.
+* for a DICOM input (a folder; ``<stem>`` = the series' readable name) also the DICOM outputs
+  (:mod:`..dicom.export`): ``<stem>_lesion_seg.dcm`` and ``<stem>_lesion_soft.dcm`` (SEG), ``<stem>_lesion_sr.dcm``
+  (structured report) and ``<stem>_preview_N.dcm`` (secondary capture).
 
 They are published as one set (:mod:`..result_set`): staged under hidden temporary names, then renamed into place
 with the sidecar last, under a journal that the next run rolls forward if this one is killed; so a folder holds the
@@ -28,7 +31,9 @@ import SimpleITK as sitk
 from .. import __version__, defaults
 from ..contrasts import resolve_contrast
 from ..errors import InputError
-from ..image_io import read_image, sha256_file, split_image_suffix
+from ..dicom import DICOM_FILES, wants_dicom
+from ..dicom_series import check_geometry, choose_series, is_dicom_folder
+from ..image_io import input_digest, input_stem, read_image, sha256_file
 from ..models.resolve import ResolvedModel
 from ..outputs import WRITTEN_SHA256, check_not_corrected, writable_folder
 from ..plausibility import (
@@ -77,7 +82,8 @@ def result_settings(job: Job) -> dict[str, Any]:
     Where it ran (device) is not among them: a result is as good from one device as from another."""
     return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
             "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
-            "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None}
+            "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
+            "series_uids": job.series_uids, "dicom_out": job.dicom_out}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
@@ -98,6 +104,7 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
         "lesion_soft": out_dir / f"{stem}_lesion_soft.nii.gz",
         "sc_seg": out_dir / f"{stem}_sc_seg.nii.gz",
         "sidecar": out_dir / f"{stem}_lesion_seg.json",
+        **{role: out_dir / f"{stem}_{name}" for role, name in DICOM_FILES.items()},
     }
 
 
@@ -108,10 +115,11 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
     report = progress or (lambda stage, fraction: None)
-    paths = output_paths(writable_folder(job.output_dir), split_image_suffix(inputs[0])[0])
+    paths = output_paths(writable_folder(job.output_dir), input_stem(inputs[0], job.series_uids))
     recover(paths["sidecar"])  # a killed run's half-published set is completed before it is judged
     check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
-    images, contrast, warnings = _read_case(model, inputs, job.contrast, info)
+    dicom = wants_dicom(job.dicom_out, inputs[0])
+    images, contrast, warnings = _read_case(model, inputs, job, info)
     roi = _case_roi(job, info, model.name, images[0], warnings)
     read_seconds = time.perf_counter() - started
 
@@ -126,9 +134,11 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
                             ("sc_seg", prediction.cord)):
             if image is not None:
                 result_set.stage_image(role, image)
+        dicom_uids = _stage_dicom(result_set, job, inputs[0], images[0], prediction, model, info) if dicom else None
         timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
                    "model_load_s": model.load_seconds}
         sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, result_set, timings)
+        sidecar["dicom_outputs"] = dicom_uids
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     return {"inputs": [str(p) for p in inputs], "outputs": {role: str(path) for role, path in published.items()},
@@ -162,13 +172,15 @@ def _case_roi(job: Job, info: dict[str, Any], model_name: str, image: sitk.Image
     return roi
 
 
-def _read_case(model: LoadedModel, inputs: list[Path], hint: str, info: dict[str, Any]
+def _read_case(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str, Any]
                ) -> tuple[list[sitk.Image], tuple[str | None, str], list[str]]:
-    """Read and check the inputs; resolve the contrast ``hint``; warn about contrasts the model was not trained on
-    and apply the PSIR sign inversion the model expects. Returns (images, (contrast, its source), warnings)."""
-    images = [read_image(p) for p in inputs]
-    contrast, contrast_source = resolve_contrast(hint, inputs[0])
-    conflict = contrast_conflict(contrast, contrast_evidence(inputs[0]))
+    """Read and check the inputs (a DICOM folder: the job's series); resolve the job's contrast hint (also from a
+    DICOM series description); warn about contrasts the model was not trained on and apply the PSIR sign inversion
+    the model expects. Returns (images, (contrast, its source), warnings)."""
+    images = [read_image(p, job.series_uids) for p in inputs]
+    description = choose_series(inputs[0], job.series_uids).description if is_dicom_folder(inputs[0]) else None
+    contrast, contrast_source = resolve_contrast(job.contrast, inputs[0], description)
+    conflict = contrast_conflict(contrast, contrast_evidence(inputs[0], description))
     warnings: list[str] = [f"{inputs[0].name}: {conflict}"] if conflict else []
     trained_on = info.get("contrasts")
     if contrast and trained_on and contrast not in trained_on:
@@ -203,7 +215,25 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "outputs": {role: str(result_set.roles[role]) for role in result_set.staged},
         WRITTEN_SHA256: result_set.sha256(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "Sources": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
+        "Sources": [_source(p, job.series_uids) for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
                          "Description": f"MS lesion segmentation with nnU-Net model {model.name}"}],
     }
+
+
+def _source(path: Path, series_uids: Sequence[str]) -> dict[str, Any]:
+    """A ``Sources`` entry: the input's path and sha256 (a DICOM series: over its files, with its UIDs)."""
+    entry: dict[str, Any] = {"path": str(path), "sha256": input_digest(path, series_uids)}
+    if is_dicom_folder(path):
+        entry["dicom"] = check_geometry(choose_series(path, series_uids)).record()
+    return entry
+
+
+def _stage_dicom(result_set: ResultSet, job: Job, source: Path, image: sitk.Image, prediction: Any,
+                 model: LoadedModel, info: dict[str, Any]) -> dict[str, str]:
+    """Stage the DICOM outputs (:func:`..dicom.export.stage_dicom`; highdicom loads only here)."""
+    from ..dicom.export import stage_dicom
+
+    return stage_dicom(result_set, source, job.series_uids, image=image, lesion=prediction.binary, soft=prediction.soft,
+                       cord=prediction.cord, model=model.name, model_version=str(info.get("release") or ""),
+                       uid_root=job.uid_root)

@@ -7,10 +7,12 @@ these types, so a key is spelled once. On the wire a job is one JSON object (a f
     {"id": "1", "inputs": ["t2.nii.gz"], "output_dir": "out", "model": "demo", "device": "auto",
      "folds": null, "tta": false, "contrast": "auto", "threshold": 0.5, "ensemble": "mean",
      "roi_mask": null, "roi_margin_mm": 10, "roi_box": {"ras_min_mm": [x, y, z], "ras_max_mm": [x, y, z]},
-     "overwrite": false}
+     "overwrite": false, "series_uids": [], "dicom_out": null, "uid_root": null}
 
 (``overwrite``: replace existing outputs even when they differ from what the last run wrote, see
-:mod:`..outputs`)
+:mod:`..outputs`; an input may be a folder of DICOM files, ``series_uids`` choosing its series
+(:mod:`..dicom_series`); ``dicom_out``: also write DICOM SEG, SR and preview (null: when the input is DICOM),
+their UIDs under ``uid_root``)
 
 and the worker answers with one JSON object per line, of four kinds (``"type"``), each carrying the job's ``"id"``:
 
@@ -100,6 +102,9 @@ class Job:
     roi_margin_mm: float = defaults.ROI_MARGIN_MM
     roi_box: RoiBox | None = None
     overwrite: bool = False
+    series_uids: list[str] = field(default_factory=list)
+    dicom_out: bool | None = None
+    uid_root: str | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -125,6 +130,11 @@ class Job:
         _check(self.ensemble in defaults.ENSEMBLE_RULES,
                f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
         _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
+        _check(isinstance(self.series_uids, list) and all(isinstance(u, str) for u in self.series_uids),
+               "'series_uids' must be a list of DICOM series UIDs")
+        _check(self.dicom_out is None or isinstance(self.dicom_out, bool),
+               f"'dicom_out' must be true, false or null, got {self.dicom_out!r}")
+        _check(self.uid_root is None or isinstance(self.uid_root, str), "'uid_root' must be a UID root text")
         _check(_is_number(self.roi_margin_mm) and self.roi_margin_mm >= 0,
                f"'roi_margin_mm' must be a number >= 0 (mm), got {self.roi_margin_mm!r}")
 
