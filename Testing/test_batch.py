@@ -189,6 +189,7 @@ def test_selection_by_labels_names_and_fails_lists(tmp_path: Path, shared_data: 
 
 
 def test_bad_roots_and_options_are_one_line_errors(tmp_path: Path) -> None:
-    for root, args, phrase in ((tmp_path / "missing", (), "is not a folder"), (tmp_path, (), "no sub-* folders")):
+    for root, args, phrase in ((tmp_path / "missing", (), "is not a folder"),
+                               (tmp_path, (), "holds neither sub-* folders (BIDS) nor DICOM")):
         result = _batch(root, *args)
         assert result.returncode == 2 and phrase in result.stderr and len(result.stderr.splitlines()) == 1

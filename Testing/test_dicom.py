@@ -226,3 +226,33 @@ def test_a_rerun_without_dicom_out_leaves_a_consistent_set(predicted: dict, seri
     assert result.returncode == 0, result.stderr
     assert not list(out.glob("*.dcm"))  # the older run's DICOM files went with its set
     assert json.loads((out / "sag_T2_TSE_s5_lesion_seg.json").read_text())["dicom_outputs"] is None
+
+
+def test_report_and_compare_take_dicom_folders(predicted: dict, series: tuple, source: sitk.Image,
+                                               tmp_path: Path) -> None:
+    """report on a DICOM image adds the PDF as an Encapsulated PDF of the scan's study; compare chooses each
+    folder's series from one --series-uid list (the follow-up folder also holds another series)."""
+    stem = predicted["stem"]
+    report = _cli("report", "--image", str(series[0]), "--lesion", f"{stem}_lesion_seg.nii.gz", "-o",
+                  str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    encapsulated = pydicom.dcmread(tmp_path / "report" / "report.dcm")
+    assert encapsulated.StudyInstanceUID == series[1]["study"] and encapsulated.PatientID == "P-0042"
+    assert bytes(encapsulated.EncapsulatedDocument).rstrip(b"\0") == (tmp_path / "report" / "report.pdf").read_bytes()
+    manifest = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert manifest["inputs"]["image"]["sha256"] == read_series(series[0])[1].digest()
+    followup = tmp_path / "followup"
+    shutil.copytree(series[0], followup / "sag")
+    other = write_mr_series(source[:, :, 10:40], followup / "ax", description="ax T2", series_number=7)
+    result = _cli("compare", "--baseline", str(series[0]), "--baseline-lesion", f"{stem}_lesion_seg.nii.gz",
+                  "--followup", str(followup), "--followup-lesion", f"{stem}_lesion_seg.nii.gz", "--no-register",
+                  "--series-uid", str(series[1]["series"]), "-o", str(tmp_path / "compare"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "compare" / "summary.json").read_text())
+    assert summary["new"] == summary["disappeared"] == 0 and summary["stable"] == summary["baseline_lesion_count"]
+    assert summary["inputs"]["followup"]["sha256"] == summary["inputs"]["baseline"]["sha256"]
+    ambiguous = _cli("compare", "--baseline", str(series[0]), "--baseline-lesion", f"{stem}_lesion_seg.nii.gz",
+                     "--followup", str(followup), "--followup-lesion", f"{stem}_lesion_seg.nii.gz",
+                     "-o", str(tmp_path / "compare2"))
+    assert ambiguous.returncode == 2 and "choose one with --series-uid" in ambiguous.stderr
+    assert str(other["series"]) in ambiguous.stderr

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .image_io import split_image_suffix
+from .image_io import sha256_file, split_image_suffix
 
 #: Our derivatives folder name under ``ROOT/derivatives``.
 PIPELINE = "spinal-lesion-seg"
@@ -70,6 +70,20 @@ class BidsImage:
         """The manual (corrected) lesion mask of this image, existing or not."""
         return self.label(MANUAL_LESION)
 
+    @property
+    def key(self) -> str:
+        """The image's name in the batch's records, logs and QC pictures: its stem (unique in a BIDS dataset)."""
+        return self.stem
+
+    @property
+    def series_uids(self) -> tuple[str, ...]:
+        """The DICOM series to read from :attr:`path` (none: a file)."""
+        return ()
+
+    def digest(self) -> str:
+        """The sha256 of the image file (what a result's sidecar records of its input)."""
+        return sha256_file(self.path)
+
     def matches(self, token: str) -> bool:
         """Whether a selection token names this image: its subject, session, ``sub-XX_ses-YY``, stem, file name,
         or (a fails list) a path ending with its file name or one of its stem's output names."""
@@ -83,6 +97,12 @@ class BidsImage:
 def pipeline_dir(root: str | os.PathLike[str]) -> Path:
     """``ROOT/derivatives/spinal-lesion-seg``: everything ``batch`` writes lives under it."""
     return Path(root) / "derivatives" / PIPELINE
+
+
+def is_bids_root(root: str | os.PathLike[str]) -> bool:
+    """Whether a folder holds ``sub-*`` folders (a BIDS dataset; else ``batch`` looks for DICOM series)."""
+    path = Path(root)
+    return path.is_dir() and any(_SUBJECT.match(p.name) and p.is_dir() for p in path.iterdir())
 
 
 def check_root(root: str | os.PathLike[str]) -> Path:

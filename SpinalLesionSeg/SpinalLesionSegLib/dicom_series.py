@@ -44,7 +44,7 @@ GAP_TOLERANCE = 0.1
 #: Header fields read from every file.
 _HEADER_TAGS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID",
                 "SeriesDescription", "SeriesNumber", "Modality", "ImagePositionPatient", "ImageOrientationPatient",
-                "PixelSpacing", "Rows", "Columns", "NumberOfFrames", "PatientID", "InstanceNumber")
+                "PixelSpacing", "Rows", "Columns", "NumberOfFrames", "PatientID", "InstanceNumber", "StudyDate")
 
 
 @dataclass

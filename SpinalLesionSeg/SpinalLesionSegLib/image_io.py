@@ -1,4 +1,5 @@
-"""Read and write NIfTI and NRRD images (and read DICOM series) with their geometry intact, and convert images to and from numpy.
+"""Read and write NIfTI and NRRD images (and read DICOM series) with their geometry intact, and convert images to
+and from numpy.
 
 Geometry (origin, spacing, direction) is carried by SimpleITK images end to end; arrays never travel without the
 image they came from. Writes are atomic (temporary file in the destination folder, then rename), so a killed

@@ -5,8 +5,8 @@ asked for a version nnunetv2 accepts; nnunetv2, cc3d (lesion components, used by
 report and the follow-up comparison need (ReportLab for the PDF, matplotlib for the charts and the registration
 figure, Pillow for the pictures: Slicer 5.10 ships none of ReportLab and matplotlib, and Pillow only with its DICOM
 support) come from PyPI with Slicer's own SimpleITK, numpy, requests and torch pinned, because replacing them breaks
-Slicer or the extension. The arguments are a list: ``slicer.util.pip_install`` splits a single string with ``shlex``, which
-strips the backslashes of a Windows path.
+Slicer or the extension. The arguments are a list: ``slicer.util.pip_install`` splits a single string with
+``shlex``, which strips the backslashes of a Windows path.
 """
 
 from __future__ import annotations

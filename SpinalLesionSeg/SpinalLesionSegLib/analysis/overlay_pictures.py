@@ -97,19 +97,19 @@ def picture_paths(out_dir: str | os.PathLike[str], stem: str) -> dict[str, Path]
     return {key: folder / f"{stem}_{key}.png" for view in VIEWS for key in (view, f"{view}_bg")}
 
 
-def render_case_pictures(image_path: str | os.PathLike[str], lesion_path: str | os.PathLike[str],
+def render_case_pictures(image: str | os.PathLike[str] | sitk.Image, lesion_path: str | os.PathLike[str],
                          out_dir: str | os.PathLike[str], stem: str, *,
                          soft_path: str | os.PathLike[str] | None = None,
                          cord_path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write the sagittal and axial pictures of one image (PNG, at most HEIGHT_PX x MAX_WIDTH_PX) and return
-    their paths by key (:func:`picture_paths`).
+    their paths by key (:func:`picture_paths`). ``image``: a file, or a volume read (a DICOM series).
 
     The slices pass through the voxel of the largest lesion nearest its centroid (so both show that lesion),
     else through the cord mask's middle when ``cord_path`` is given, else through the image centre. The soft
     map (``soft_path``, probabilities 0..1) tints the overlay pictures. Masks on another grid than the image are
     resampled onto it (nearest neighbour, with a warning). InputError for unreadable or non-overlapping files.
     """
-    image = read_image(image_path)
+    image = image if isinstance(image, sitk.Image) else read_image(image)
     displayed = reorient(image, DISPLAY_AXCODES)
     spacing_kji = tuple(reversed(displayed.GetSpacing()))
     lesion = _on_grid(lesion_path, image) > 0
@@ -127,11 +127,11 @@ def render_case_pictures(image_path: str | os.PathLike[str], lesion_path: str | 
     return paths
 
 
-def render_lesion_pictures(image_path: str | os.PathLike[str], labels: sitk.Image, lesion_ids: Sequence[int], *,
-                           soft_path: str | os.PathLike[str] | None = None,
+def render_lesion_pictures(image: str | os.PathLike[str] | sitk.Image, labels: sitk.Image, lesion_ids: Sequence[int],
+                           *, soft_path: str | os.PathLike[str] | None = None,
                            cord_path: str | os.PathLike[str] | None = None) -> LesionPictures:
-    """The report's pictures (PNG) of :func:`lesion_picture_arrays`, for the image at ``image_path``."""
-    drawn = lesion_picture_arrays(image_path, labels, lesion_ids, soft=soft_path, cord=cord_path)
+    """The report's pictures (PNG) of :func:`lesion_picture_arrays`, for ``image`` (a file or a volume read)."""
+    drawn = lesion_picture_arrays(image, labels, lesion_ids, soft=soft_path, cord=cord_path)
     return LesionPictures(overview=_png(Image.fromarray(drawn.overview, "RGB")),
                           axial={n: _png(Image.fromarray(rgb, "RGB")) for n, rgb in drawn.axial.items()})
 

@@ -10,6 +10,7 @@ Slicer panel calls with its nodes' images.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..image_io import image_to_array, read_image, same_grid, sha256_file
+from ..image_io import image_to_array, input_digest, read_image, same_grid, sha256_file
 from .level_sources import load_level_source
 from .levels import LevelSource
 from .longitudinal import ComparisonOutputs, compare_scans, write_comparison
@@ -42,9 +43,11 @@ class ScanFiles:
         return {(scan if f.name == "image" else f"{scan}_{f.name}"): str(path)
                 for f in fields(self) if (path := getattr(self, f.name)) is not None}
 
-    def entries(self, scan: str) -> dict[str, dict[str, str]]:
-        """The ``inputs`` entries of ``summary.json`` for this scan: role -> path and sha256."""
-        return {role: file_entry(path) for role, path in self.roles(scan).items()}
+    def entries(self, scan: str, series_uids: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+        """The ``inputs`` entries of ``summary.json`` for this scan: role -> path and sha256 (of a DICOM image
+        folder: over its series' files, :func:`..image_io.input_digest`)."""
+        return {role: {"path": path, "sha256": input_digest(path, series_uids) if role == scan else sha256_file(path)}
+                for role, path in self.roles(scan).items()}
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,10 @@ def file_entry(path: PathLike) -> dict[str, str]:
     return {"path": str(path), "sha256": sha256_file(path)}
 
 
-def read_scan(files: ScanFiles) -> Scan:
-    """Read a scan's files; InputError naming the file when a mask or map is not on the image's grid."""
-    image = read_image(files.image)
+def read_scan(files: ScanFiles, series_uids: Sequence[str] = ()) -> Scan:
+    """Read a scan's files (the image may be a DICOM folder, ``series_uids`` choosing its series); InputError
+    naming the file when a mask or map is not on the image's grid."""
+    image = read_image(files.image, series_uids)
     own = f"its image {files.image}"
     lesion = image_to_array(on_grid(read_mask(files.lesion), image, files.lesion, own)) != 0
     soft = soft_values(on_grid(read_image(files.soft), image, files.soft, own), files.soft) if files.soft else None
@@ -92,16 +96,16 @@ def read_levels(path: PathLike, baseline: sitk.Image, baseline_path: PathLike) -
 
 
 def compare_files(baseline: ScanFiles, followup: ScanFiles, out_dir: PathLike, *, levels: PathLike | None = None,
-                  **options: Any) -> ComparisonOutputs:
+                  series_uids: Sequence[str] = (), **options: Any) -> ComparisonOutputs:
     """Compare two scans' files and publish the comparison set into ``out_dir`` (:func:`.longitudinal.
-    write_comparison`); ``options`` are :func:`.longitudinal.compare_scans`'s (register, change_percent,
-    min_change_mm3, tolerance_mm, connectivity)."""
-    before, after = read_scan(baseline), read_scan(followup)
+    write_comparison`); ``series_uids`` choose the series of DICOM image folders; ``options`` are
+    :func:`.longitudinal.compare_scans`'s (register, change_percent, min_change_mm3, tolerance_mm, connectivity)."""
+    before, after = read_scan(baseline, series_uids), read_scan(followup, series_uids)
     source = read_levels(levels, before.image, baseline.image) if levels else None
     result = compare_scans(before.image, before.lesion, after.image, after.lesion, baseline_soft=before.soft,
                            followup_soft=after.soft, baseline_cord=before.cord, followup_cord=after.cord,
                            levels=source, followup_source=followup.image, **options)
-    inputs = baseline.entries("baseline") | followup.entries("followup")
+    inputs = baseline.entries("baseline", series_uids) | followup.entries("followup", series_uids)
     if levels:
         inputs["levels"] = file_entry(levels)
     return write_comparison(result, Path(out_dir), inputs=inputs)

@@ -80,6 +80,6 @@ def _staleness(record: dict[str, Any], paths: dict[str, Path], image: BidsImage,
         changed = sorted(k for k in settings if not isinstance(recorded, dict) or recorded.get(k) != settings[k])
         return f"settings changed ({', '.join(changed)})"
     source = (record.get("Sources") or [{}])[0]
-    if not isinstance(source, dict) or source.get("sha256") != sha256_file(image.path):
+    if not isinstance(source, dict) or source.get("sha256") != image.digest():
         return "the image changed"
     return None

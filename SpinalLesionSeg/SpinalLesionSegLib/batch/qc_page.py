@@ -22,7 +22,7 @@ from ..analysis.overlay_pictures import picture_paths, render_case_pictures
 from ..bids import pipeline_dir
 from ..defaults import CANDIDATE_THRESHOLD, PROG
 from ..errors import InputError
-from ..image_io import write_text
+from ..image_io import read_image, write_text
 from .qc_template import PAGE
 from .pair_runs import PairRecord
 from .records import STATUSES, ImageRecord
@@ -54,7 +54,7 @@ def build_qc(root: str | os.PathLike[str], records: list[ImageRecord], pairs: Se
         except InputError as error:
             _LOG.warning("QC pictures of %s: %s", record.image, error)
             problems[record.image] = str(error)
-            for picture in picture_paths(qc_dir(root) / "img", record.stem).values():
+            for picture in picture_paths(qc_dir(root) / "img", record.name).values():
                 picture.unlink(missing_ok=True)
     return write_qc_page(root, records, problems=problems, pairs=pairs)
 
@@ -63,13 +63,14 @@ def _render_if_stale(root: str | os.PathLike[str], record: ImageRecord) -> None:
     """Render the record's pictures unless all exist and are newer than the prediction files they show."""
     outputs = {role: pipeline_dir(root) / path for role, path in record.outputs.items()}
     shown = [outputs[role] for role in ("lesion_seg", "lesion_soft", "sc_seg") if role in outputs]
-    pictures = picture_paths(qc_dir(root) / "img", record.stem).values()
+    pictures = picture_paths(qc_dir(root) / "img", record.name).values()
     try:
         if min(p.stat().st_mtime_ns for p in pictures) > max(p.stat().st_mtime_ns for p in shown):
             return
     except FileNotFoundError:  # a picture not made yet (or a prediction gone: the reader below names it)
         pass
-    render_case_pictures(Path(root) / record.image, outputs["lesion_seg"], qc_dir(root) / "img", record.stem,
+    image = read_image(Path(root) / record.image, record.series_uids)
+    render_case_pictures(image, outputs["lesion_seg"], qc_dir(root) / "img", record.name,
                          soft_path=outputs.get("lesion_soft"), cord_path=outputs.get("sc_seg"))
 
 
@@ -125,7 +126,7 @@ def _pictures_cell(record: ImageRecord, qc_folder: Path, problem: str | None) ->
         return f'<td class="pics"><pre class="error">{_text(record.error or "failed (no error recorded)")}</pre></td>'
     if problem:
         return f'<td class="pics"><span class="note">no pictures: {_text(problem)}</span></td>'
-    pictures = picture_paths(qc_folder / "img", record.stem)
+    pictures = picture_paths(qc_folder / "img", record.name)
     if not all(path.is_file() for path in pictures.values()):
         return '<td class="pics"><span class="note">no pictures (no lesion mask)</span></td>'
     images = []

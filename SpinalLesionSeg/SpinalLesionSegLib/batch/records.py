@@ -44,24 +44,34 @@ class ImageRecord:
     error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     finished: str | None = None
+    #: The image's unique name (:attr:`..bids.BidsImage.key`; None in older records: the stem) and, for a DICOM
+    #: series, its UID (the image path is then the folder holding it).
+    key: str | None = None
+    series_uids: list[str] = field(default_factory=list)
 
     @classmethod
     def for_image(cls, image: BidsImage, status: str, **values: Any) -> ImageRecord:
         return cls(image=image.relative.as_posix(), stem=image.stem, subject=image.subject, session=image.session,
-                   status=status, **values)
+                   status=status, key=image.key, series_uids=list(image.series_uids), **values)
+
+    @property
+    def name(self) -> str:
+        """The record's file name stem (logs/<name>.json) and its QC pictures' prefix."""
+        return self.key or self.stem
 
 
 def logs_dir(root: str | os.PathLike[str]) -> Path:
     return pipeline_dir(root) / "logs"
 
 
-def record_path(root: str | os.PathLike[str], stem: str) -> Path:
-    return logs_dir(root) / f"{stem}.json"
+def record_path(root: str | os.PathLike[str], name: str) -> Path:
+    """``logs/<name>.json``, ``name`` the image's key."""
+    return logs_dir(root) / f"{name}.json"
 
 
 def write_record(root: str | os.PathLike[str], record: ImageRecord) -> Path:
     """Write (atomically) the record of one image."""
-    return write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n", record_path(root, record.stem))
+    return write_text(json.dumps(dataclasses.asdict(record), indent=2) + "\n", record_path(root, record.name))
 
 
 def read_record(path: Path) -> ImageRecord:

@@ -122,7 +122,7 @@ class BatchRunner:
 
     def _start(self, slot: _Slot, image: BidsImage) -> None:
         slot.image, slot.started, slot.stages = image, time.monotonic(), []
-        slot.log = (logs_dir(self.root) / f"{image.stem}.log").open("w", encoding="utf-8")
+        slot.log = (logs_dir(self.root) / f"{image.key}.log").open("w", encoding="utf-8")
         slot.log.write(f"{now()} {image.relative.as_posix()}\n")
         try:
             slot.client.submit(self.make_job(image))

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..bids import BidsImage, check_root, find_images, pipeline_dir, read_selection, select, split_part
+from ..bids import BidsImage, check_root, find_images, is_bids_root, pipeline_dir, read_selection, select, split_part
 from ..errors import InputError
 from ..image_io import write_text
 from ..inference.case import CODE_URL, result_settings
 from ..inference.protocol import Job
 from ..models.resolve import ResolvedModel, resolve_model
 from ..outputs import writable_folder
+from .dicom_tree import find_dicom_images
 from .pair_runs import PAIR_STATUSES, PairRecord, compare_pair, read_pair_records, write_pair_tsv
 from .pairs import Pair, owned_pairs
 from .plan import RUN, Decision, decide
@@ -32,10 +33,14 @@ BIDS_VERSION = "1.9.0"
 
 
 class BatchSession:
-    """A batch over the dataset at ``root`` (checked to be a BIDS root with sub-* folders)."""
+    """A batch over the dataset at ``root``: a BIDS root (sub-* folders), else a tree of DICOM studies
+    (:mod:`.dicom_tree`: every MR series is an image)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = check_root(root).resolve()
+        self.dicom = Path(root).is_dir() and not is_bids_root(root)
+        self.root = (Path(root) if self.dicom else check_root(root)).resolve()
+        #: DICOM series left out because they are not one regular volume (one line each).
+        self.skipped: list[str] = []
         self.pipeline = pipeline_dir(self.root)
         self.model: ResolvedModel | None = None
         self.jobs: dict[BidsImage, Job] = {}
@@ -48,8 +53,12 @@ class BatchSession:
         """The images to consider: by suffix (default: the contrasts ``model`` was trained on), by the include
         and exclude lists, then this part of ``num_parts``. InputError when nothing is left."""
         self.model = resolve_model(model)
-        images = find_images(self.root, suffixes)
-        trained_on = self.model.manifest.contrasts if self.model.manifest and not suffixes else None
+        if self.dicom:
+            images, self.skipped = find_dicom_images(self.root, suffixes)
+        else:
+            images = find_images(self.root, suffixes)
+        trained_on = self.model.manifest.contrasts if self.model.manifest and not suffixes and not self.dicom \
+            else None
         if trained_on:
             images = [image for image in images if image.suffix in trained_on]
         self.candidates = select(images, read_selection(include), read_selection(exclude))
@@ -66,7 +75,7 @@ class BatchSession:
         decisions = []
         for image in images:
             roi = image.label(roi_label) if roi_label else None
-            job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()),
+            job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()), series_uids=list(image.series_uids),
                       roi_mask=str(roi) if roi and roi.is_file() else None, **template)
             self.jobs[image] = job
             decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite,
@@ -83,7 +92,7 @@ class BatchSession:
         return records + runner.run([d.image for d in decisions if d.action == RUN])
 
     def _unrun_record(self, decision: Decision) -> ImageRecord:
-        path = record_path(self.root, decision.image.stem)
+        path = record_path(self.root, decision.image.key)
         try:
             previous = read_record(path) if path.exists() else None
         except InputError:

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from .. import __version__
 from ..defaults import PROG
 from ..errors import InputError
+from .predict import add_dicom_options
 
 EXIT_BAD_INPUT = 2
 
 #: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and
 #: imports its heavy dependencies (torch, nnunetv2, matplotlib) inside its command functions, so that
 #: ``spinal-lesion-seg --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "followup", "models", "phantom", "predict", "report")
+COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "dicom", "followup", "models", "phantom", "predict", "report")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -71,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("images", nargs="+", metavar="IMAGE",
                       help="NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, or a folder of DICOM files")
-    info.add_argument("--series-uid", nargs="+", default=[], metavar="UID",
-                      help="for a DICOM folder holding several series, the one to read")
+    add_dicom_options(info)
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     info.set_defaults(func=_cmd_info)
 

@@ -12,19 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from .predict import add_model_options
+from .predict import add_dicom_options, add_model_options
 
 
 def register(commands: Any) -> None:
     batch = commands.add_parser(
-        "batch", help="pre-label a BIDS dataset: resumable, parallel, with a QC page and batch.tsv",
-        description="Run a model over every anatomical image of a BIDS dataset. Outputs go to "
-        "ROOT/derivatives/spinal-lesion-seg/sub-XX/[ses-YY/]anat/ (the files predict writes), with "
-        "dataset_description.json, batch.tsv, logs/ and a QC page qc/index.html. Nothing else is written. A re-run "
+        "batch", help="pre-label a BIDS dataset or a tree of DICOM studies: resumable, parallel, with a QC page",
+        description="Run a model over every anatomical image of a BIDS dataset, or every MR series of a folder tree "
+        "of DICOM studies. Outputs (the files predict writes) go to ROOT/derivatives/spinal-lesion-seg/sub-XX/"
+        "[ses-YY/]anat/, or for DICOM to ROOT/derivatives/spinal-lesion-seg/<PatientID>/<study>/<series>/ with the "
+        "DICOM outputs, with dataset_description.json, batch.tsv, logs/ and a QC page qc/index.html. Nothing else is written. A re-run "
         "skips images whose results are current, re-runs what a changed model or setting affects, and never "
         "overwrites a result edited by hand (unless --overwrite).")
-    batch.add_argument("root", type=Path, metavar="BIDS_ROOT", help="root folder of the BIDS dataset")
+    batch.add_argument("root", type=Path, metavar="ROOT", help="root folder of the BIDS dataset or DICOM tree")
     add_model_options(batch)
+    add_dicom_options(batch, series=False, writes="DICOM outputs for DICOM series (SEG, structured report, "
+                      "preview)")
     batch.add_argument("--roi-label", metavar="LABEL",
                        help="crop each image to the cord mask derivatives/labels/.../<stem>_LABEL.nii.gz when it "
                        "exists (e.g. seg-manual), plus --roi-margin")
@@ -66,6 +69,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
         raise InputError(None, f"--jobs must be at least 1, got {args.jobs}")
     images = session.select(args.suffix, args.include, args.exclude, args.num_parts, args.part_id, args.model)
+    for line in session.skipped:
+        print(f"{defaults.PROG}: note: left out: {line}", file=sys.stderr)
     decisions = session.plan(images, _job_template(args), args.roi_label, args.overwrite, args.dry_run)
     if args.dry_run:
         for decision in decisions:
@@ -90,7 +95,8 @@ def _job_template(args: argparse.Namespace) -> dict[str, Any]:
     """The Job fields every image shares (inputs, output folder and ROI mask are set per image)."""
     return {"model": args.model, "device": args.device, "folds": args.folds, "tta": args.tta,
             "contrast": args.contrast, "threshold": args.threshold, "ensemble": args.ensemble,
-            "roi_margin_mm": args.roi_margin, "overwrite": args.overwrite}
+            "roi_margin_mm": args.roi_margin, "overwrite": args.overwrite, "dicom_out": args.dicom_out,
+            "uid_root": args.uid_root}
 
 
 class _BatchProgress:
@@ -104,7 +110,7 @@ class _BatchProgress:
         elapsed = time.monotonic() - self.started
         eta = elapsed / finished * (self.total - finished)
         what = f"{record.lesion_count} lesion(s)" if record.status == "done" else record.error
-        print(f"[{finished}/{self.total}] {record.stem}: {record.status} ({what}); "
+        print(f"[{finished}/{self.total}] {record.name}: {record.status} ({what}); "
               f"ETA {_duration(eta) if finished < self.total else 'done'}", file=sys.stderr, flush=True)
 
 

@@ -12,6 +12,7 @@ import argparse
 
 from ..defaults import CONNECTIVITY, LESION_CHANGE_PERCENT, LESION_MIN_CHANGE_MM3, TOUCH_TOLERANCE_MM
 from .analysis import non_negative
+from .predict import add_dicom_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "lesion_changes.csv, followup_to_baseline.tfm and registration.png into OUTDIR. An implausible registration "
         "is refused. Rules: docs/conventions.md, 'Longitudinal change'.")
     for scan, name in (("baseline", "baseline"), ("followup", "follow-up")):
-        parser.add_argument(f"--{scan}", required=True, metavar="IMG", help=f"{name} image (NIfTI/NRRD)")
+        parser.add_argument(f"--{scan}", required=True, metavar="IMG",
+                            help=f"{name} image (NIfTI/NRRD, or a folder of DICOM files)")
         parser.add_argument(f"--{scan}-lesion", required=True, metavar="MASK",
                             help=f"{name} binary lesion mask, on the {name} image's grid")
         parser.add_argument(f"--{scan}-soft", metavar="SOFT", help=f"{name} soft map (0..1), for soft volumes")
@@ -47,6 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         f"{TOUCH_TOLERANCE_MM:g}: they share a voxel)")
     parser.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=CONNECTIVITY,
                         help=f"voxel connectivity of a lesion (default {CONNECTIVITY})")
+    add_dicom_options(parser)
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     parser.set_defaults(func=_cmd_compare)
 
@@ -62,7 +65,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                           for scan in ("baseline", "followup"))
     outputs = compare_files(baseline, followup, out, levels=args.levels, register=not args.no_register,
                             change_percent=args.change_percent, min_change_mm3=args.min_change,
-                            tolerance_mm=args.tolerance, connectivity=args.connectivity)
+                            tolerance_mm=args.tolerance, connectivity=args.connectivity, series_uids=args.series_uid)
     summary, registration = outputs.summary, outputs.summary["registration"]
     print(", ".join(f"{name} {summary[name]}" for name in CLASSES))
     print(f"lesion volume {summary['baseline_volume_mm3']:.6g} -> {summary['followup_volume_mm3']:.6g} mm3")

@@ -51,16 +51,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time mirroring (slower; off as in SCT)")
 
 
-def add_dicom_options(parser: argparse.ArgumentParser, *, outputs: bool = True) -> None:
-    """``--series-uid`` (which series of a DICOM folder) and, for commands that write results, ``--dicom-out`` and
-    ``--uid-root``."""
-    parser.add_argument("--series-uid", nargs="+", default=[], metavar="UID",
-                        help="for a DICOM folder holding several series, the one to read (several UIDs: each folder "
-                        "uses the one it holds)")
-    if outputs:
+def add_dicom_options(parser: argparse.ArgumentParser, *, writes: str | None = None, series: bool = True) -> None:
+    """``--series-uid`` (which series of a DICOM folder; not for batch, which takes every series) and, when the
+    command writes DICOM (``writes`` says what), ``--dicom-out`` and ``--uid-root``."""
+    if series:
+        parser.add_argument("--series-uid", nargs="+", default=[], metavar="UID",
+                            help="for a DICOM folder holding several series, the one to read (several UIDs: each "
+                            "folder uses the one it holds)")
+    if writes:
         parser.add_argument("--dicom-out", action=argparse.BooleanOptionalAction, default=None,
-                            help="also write DICOM SEG (binary and probability) next to the NIfTI outputs "
-                            "(default: on for DICOM input)")
+                            help=f"also write {writes} (default: on for DICOM input)")
         parser.add_argument("--uid-root", metavar="ROOT",
                             help="your organisation's DICOM UID root for the new objects (default: 2.25. UUID UIDs)")
 
@@ -169,7 +169,8 @@ def register(commands: Any) -> None:
                          help="NIfTI or NRRD image(s), or folder(s) of DICOM files (one series each, or --series-uid)")
     predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
     add_model_options(predict)
-    add_dicom_options(predict)
+    add_dicom_options(predict, writes="DICOM SEG (lesions and probability), a structured report (TID 1500) "
+                      "and a preview series next to the NIfTI outputs")
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",

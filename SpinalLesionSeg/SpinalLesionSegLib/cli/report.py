@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from .predict import add_dicom_options
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``report`` to the ``spinal-lesion-seg`` subcommands."""
@@ -21,8 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "with --soft, a per-level table and chart with --levels, the lesion list, a sagittal overview and an "
         "axial slice through each of the largest lesions, the change since a baseline scan with --baseline-*, and "
         "the model and settings when the lesion mask is a prediction with its <stem>_lesion_seg.json. The numbers "
-        "are those of 'stats' on the same files.")
-    report.add_argument("--image", required=True, metavar="IMG", help="the scan (NIfTI/NRRD) the mask belongs to")
+        "are those of 'stats' on the same files. The images may be folders of DICOM files; for a DICOM image the "
+        "PDF is also written as report.dcm (Encapsulated PDF in the scan's study).")
+    report.add_argument("--image", required=True, metavar="IMG", help="the scan the mask belongs to (NIfTI/NRRD, or a "
+                        "folder of DICOM files)")
     report.add_argument("--lesion", required=True, metavar="MASK", help="binary lesion mask on the image's grid")
     report.add_argument("--soft", metavar="SOFT", help="soft map (probabilities 0..1): soft-weighted volumes and "
                         "each lesion's mean probability")
@@ -40,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--resample", action="store_true",
                         help="resample the image, soft map, cord mask and levels image onto the lesion mask's grid "
                         "(nearest neighbour) when the grids differ; without it a file on another grid is refused")
+    add_dicom_options(report, writes="the PDF as report.dcm (Encapsulated PDF in the scan's study)")
     report.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     report.set_defaults(func=_cmd_report, usage_error=report.error)
 
@@ -51,11 +56,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.sections import totals
     from ..reporting.writer import make_report
 
-    longitudinal = (compare_for_report(args.baseline_image, args.baseline_lesion, args.image, args.lesion)
+    uids = args.series_uid
+    longitudinal = (compare_for_report(args.baseline_image, args.baseline_lesion, args.image, args.lesion, uids)
                     if args.baseline_image else None)
     outputs = make_report(args.image, args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
                           levels_kind=args.levels_kind, cord_path=args.cord, patient_id=args.patient_id,
-                          longitudinal=longitudinal, resample=args.resample)
+                          longitudinal=longitudinal, resample=args.resample, series_uids=uids,
+                          dicom_out=args.dicom_out, uid_root=args.uid_root)
     print("; ".join(f"{label}: {value}" for label, value in totals(outputs.data)))
     print(f"wrote {outputs.pdf}, {outputs.html} ({len(outputs.pictures)} picture(s)) and {outputs.manifest.name}")
     return 0

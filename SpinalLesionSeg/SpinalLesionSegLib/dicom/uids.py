@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 
-from pydicom.uid import generate_uid
-
 from ..errors import InputError
 
 #: DICOM UIDs: dot-separated numbers without leading zeros, at most 64 characters.
@@ -25,4 +23,6 @@ class UidSource:
         self.prefix = f"{root}." if root else None
 
     def __call__(self) -> str:
+        from pydicom.uid import generate_uid  # pydicom loads only when a UID is made
+
         return str(generate_uid(prefix=self.prefix))

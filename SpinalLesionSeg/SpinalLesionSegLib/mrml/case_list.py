@@ -115,8 +115,8 @@ def list_cases(root: str | os.PathLike[str], fails_list: str | os.PathLike[str] 
     unreadable list."""
     images = find_images(root)
     tokens = read_selection([f"@{fails_list}"]) if fails_list else []
-    errors = {record.stem: record.error for record in read_records(root) if record.status == "failed"}
-    cases = [_case(image, tokens, errors.get(image.stem)) for image in images]
+    errors = {record.name: record.error for record in read_records(root) if record.status == "failed"}
+    cases = [_case(image, tokens, errors.get(image.key)) for image in images]
     return cases, [token for token in tokens if not any(image.matches(token) for image in images)]
 
 

@@ -18,6 +18,7 @@ Only ``summary`` is required; ``rows`` (one per change event, any columns: rende
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,16 @@ CHANGE_CLASSES: dict[str, str] = {
 
 def compare_for_report(baseline_image: str | os.PathLike[str], baseline_lesion: str | os.PathLike[str],
                        followup_image: str | os.PathLike[str],
-                       followup_lesion: str | os.PathLike[str]) -> dict[str, Any]:
+                       followup_lesion: str | os.PathLike[str], series_uids: Sequence[str] = ()) -> dict[str, Any]:
     """Compare the follow-up scan (the report's) with its baseline, as ``compare`` does with its defaults
     (registration of the whole images), and return the change section's dict. Each mask must lie on its own
-    image's grid. InputError for unusable files and for a failed or implausible registration."""
+    image's grid (images may be DICOM folders, ``series_uids`` choosing each one's series). InputError for unusable
+    files and for a failed or implausible registration."""
     from ..analysis.longitudinal import change_rows, compare_scans, comparison_summary
 
     scans = []
     for image_path, lesion_path in ((baseline_image, baseline_lesion), (followup_image, followup_lesion)):
-        image = read_image(image_path)
+        image = read_image(image_path, series_uids)
         scans += [image, read_mask_on(lesion_path, image, f"its image {image_path}", resample=False)]
     result = compare_scans(*scans)
     return {"summary": comparison_summary(result, inputs={}), "rows": change_rows(result),

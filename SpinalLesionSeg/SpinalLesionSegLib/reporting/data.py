@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +23,23 @@ from .. import __version__, safe_json
 from ..analysis.lesions import LesionAnalysis, analyze_lesions
 from ..analysis.level_sources import AUTO, load_level_source
 from ..analysis.levels import LevelSource
-from ..analysis.report import lesion_rows, level_table, read_mask, read_mask_on, read_soft
+from ..analysis.report import (
+    lesion_rows,
+    level_table,
+    read_mask,
+    read_mask_on,
+    read_soft,
+)
 from ..defaults import LOW_PROBABILITY
 from ..errors import InputError
-from ..image_io import image_to_array, read_image, resample_to_grid, sha256_file, split_image_suffix
+from ..image_io import (
+    image_to_array,
+    input_digest,
+    read_image,
+    resample_to_grid,
+    sha256_file,
+    split_image_suffix,
+)
 from ..outputs import WRITTEN_SHA256
 from .tables import column_label
 
@@ -67,6 +81,8 @@ class ReportData:
     settings: list[tuple[str, str]]
     prediction: list[tuple[str, str]] | None
     longitudinal: dict[str, Any] | None
+    #: The DICOM series of a DICOM image folder (empty: its only series, or a file).
+    series_uids: tuple[str, ...] = ()
     version: str = __version__
 
 
@@ -88,15 +104,17 @@ def gather_report_data(image_path: str | os.PathLike[str], lesion_path: str | os
                        soft_path: str | os.PathLike[str] | None = None,
                        levels_path: str | os.PathLike[str] | None = None, levels_kind: str = AUTO,
                        cord_path: str | os.PathLike[str] | None = None, patient_id: str | None = None,
-                       longitudinal: dict[str, Any] | None = None, resample: bool = False) -> ReportData:
-    """Analyse the lesion mask as ``stats`` does (same defaults) and gather the report's numbers.
+                       longitudinal: dict[str, Any] | None = None, resample: bool = False,
+                       series_uids: Sequence[str] = ()) -> ReportData:
+    """Analyse the lesion mask as ``stats`` does (same defaults) and gather the report's numbers. The image may be
+    a DICOM folder (``series_uids`` chooses its series; :mod:`..dicom_series`).
 
     The lesion mask defines the grid; the image, soft map, cord mask and a levels image on another grid are
     refused unless ``resample`` (nearest neighbour, with a warning). InputError for any unusable input.
     """
     reference = read_mask(lesion_path)
     name = "the lesion mask"
-    resample_to_grid(read_image(image_path), reference, image_path, name, allow=resample)  # refused unless allowed
+    resample_to_grid(read_image(image_path, series_uids), reference, image_path, name, allow=resample)  # or refused
     soft = read_soft(soft_path, reference, name, resample=resample) if soft_path else None
     cord = read_mask_on(cord_path, reference, name, resample=resample) if cord_path else None
     source = load_level_source(levels_path, levels_kind) if levels_path else None
@@ -107,7 +125,8 @@ def gather_report_data(image_path: str | os.PathLike[str], lesion_path: str | os
     inputs = {role: Path(path) for role, path in (("image", image_path), ("lesion", lesion_path),
                                                    ("soft", soft_path), ("levels", levels_path),
                                                    ("cord", cord_path)) if path}
-    digests = {role: sha256_file(path) for role, path in inputs.items()}
+    digests = {role: input_digest(path, series_uids) if role == "image" else sha256_file(path)
+               for role, path in inputs.items()}
     largest = sorted(analysis.lesions, key=lambda lesion: (-lesion.voxel_count, lesion.id))
     return ReportData(
         patient_id=check_patient_id(patient_id),
@@ -125,6 +144,7 @@ def gather_report_data(image_path: str | os.PathLike[str], lesion_path: str | os
         settings=_settings(analysis, reference, source, inputs, digests),
         prediction=prediction_record(lesion_path, digests["lesion"], digests["image"]),
         longitudinal=longitudinal,
+        series_uids=tuple(series_uids),
     )
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..analysis.overlay_pictures import AXIAL_FIELD_MM, render_lesion_pictures
 from ..defaults import CANDIDATE_THRESHOLD
+from ..image_io import read_image
 from .data import MAX_KEY_LESIONS, ReportData
 from .tables import cell_text
 
@@ -78,8 +79,9 @@ def _key_slices(data: ReportData) -> list[ReportPicture]:
     """The sagittal overview and the axial close-ups of the key lesions (none without lesions)."""
     pictures: list[ReportPicture] = []
     if data.key_lesions:
-        drawn = render_lesion_pictures(data.inputs["image"], data.labels, data.key_lesions,
-                                       soft_path=data.inputs.get("soft"), cord_path=data.inputs.get("cord"))
+        image = read_image(data.inputs["image"], data.series_uids)
+        drawn = render_lesion_pictures(image, data.labels, data.key_lesions, soft_path=data.inputs.get("soft"),
+                                       cord_path=data.inputs.get("cord"))
         pictures.append(_picture("overview", "Sagittal overview", _overview_caption(data), drawn.overview))
         rows = {row["lesion_id"]: row for row in data.lesion_rows}
         for rank, lesion_id in enumerate((n for n in data.key_lesions if n in drawn.axial), start=1):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..analysis.level_sources import AUTO
-from ..image_io import temporary_beside
+from ..dicom import wants_dicom
+from ..dicom.uids import UidSource
 from ..outputs import WRITTEN_SHA256, writable_folder
 from ..result_set import ResultSet
 from .data import ReportData, gather_report_data
@@ -27,6 +29,9 @@ from .pictures import PICTURE_FILES, render_pictures
 #: The report's own files, by role, beside its pictures (:data:`.pictures.PICTURE_FILES`).
 REPORT_FILES = {"html": "report.html", "pdf": "report.pdf"}
 MANIFEST = "report.json"
+#: The report as an Encapsulated PDF (DICOM input only) and its series number in the study.
+DICOM_PDF = "report.dcm"
+REPORT_SERIES_NUMBER = 9005
 
 
 @dataclass(frozen=True)
@@ -40,49 +45,60 @@ class ReportOutputs:
     data: ReportData
 
 
-class _ReportSet(ResultSet):
-    """A result set that also stages binary files (PNG pictures, the PDF)."""
-
-    def stage_bytes(self, role: str, data: bytes) -> None:
-        """Write ``data`` under a temporary name for ``role``'s file."""
-        tmp = temporary_beside(self.roles[role])
-        self.staged[role] = tmp
-        tmp.write_bytes(data)
-
-
 def make_report(image_path: str | os.PathLike[str], lesion_path: str | os.PathLike[str],
                 out_dir: str | os.PathLike[str], *, soft_path: str | os.PathLike[str] | None = None,
                 levels_path: str | os.PathLike[str] | None = None, levels_kind: str = AUTO,
                 cord_path: str | os.PathLike[str] | None = None, patient_id: str | None = None,
-                longitudinal: dict[str, Any] | None = None, resample: bool = False) -> ReportOutputs:
+                longitudinal: dict[str, Any] | None = None, resample: bool = False,
+                series_uids: Sequence[str] = (), dicom_out: bool | None = None,
+                uid_root: str | None = None) -> ReportOutputs:
     """Analyse the lesion mask (:func:`.data.gather_report_data`) and write its report into ``out_dir``.
 
     The folder is checked first (InputError when it cannot be written), before any image is read.
-    ``longitudinal`` is the change section's dict (:mod:`.change`), None for a report without a baseline.
+    ``longitudinal`` is the change section's dict (:mod:`.change`), None for a report without a baseline. For a
+    DICOM image (a folder; ``series_uids`` chooses its series) the PDF is also written as an Encapsulated PDF
+    ``report.dcm`` in the scan's study, unless ``dicom_out`` is False (:func:`..dicom.wants_dicom`).
     """
     folder = writable_folder(out_dir)
     data = gather_report_data(image_path, lesion_path, soft_path=soft_path, levels_path=levels_path,
                               levels_kind=levels_kind, cord_path=cord_path, patient_id=patient_id,
-                              longitudinal=longitudinal, resample=resample)
-    return write_report(data, folder)
+                              longitudinal=longitudinal, resample=resample, series_uids=series_uids)
+    encapsulate = wants_dicom(dicom_out, image_path)
+    return write_report(data, folder, dicom_pdf=UidSource(uid_root) if encapsulate else None)
 
 
-def write_report(data: ReportData, out_dir: str | os.PathLike[str]) -> ReportOutputs:
-    """Render ``data`` (pictures, HTML, PDF) and publish the files into ``out_dir`` with ``report.json`` last."""
+def write_report(data: ReportData, out_dir: str | os.PathLike[str], *, dicom_pdf: Any = None) -> ReportOutputs:
+    """Render ``data`` (pictures, HTML, PDF) and publish the files into ``out_dir`` with ``report.json`` last;
+    with ``dicom_pdf`` (a :class:`..dicom.uids.UidSource`) also the PDF as ``report.dcm`` (Encapsulated PDF)."""
     folder = Path(out_dir)
     pictures = render_pictures(data)
     page, pdf = render_html(data, pictures), render_pdf(data, pictures)
     roles = {role: folder / name for role, name in (*PICTURE_FILES.items(), *REPORT_FILES.items())}
-    with _ReportSet(folder / MANIFEST, roles) as result_set:
+    roles["dicom_pdf"] = folder / DICOM_PDF
+    with ResultSet(folder / MANIFEST, roles) as result_set:
         for picture in pictures:
             result_set.stage_bytes(picture.role, picture.png)
         result_set.stage_text("html", page)
         result_set.stage_bytes("pdf", pdf)
+        if dicom_pdf is not None:
+            result_set.stage_bytes("dicom_pdf", _encapsulated(data, pdf, dicom_pdf))
         manifest = _manifest(data)
         manifest[WRITTEN_SHA256] = result_set.sha256()
         published = result_set.publish(json.dumps(manifest, indent=2) + "\n")
     return ReportOutputs(html=published["html"], pdf=published["pdf"], manifest=published["sidecar"],
                          pictures=[published[picture.role] for picture in pictures], data=data)
+
+
+def _encapsulated(data: ReportData, pdf: bytes, uid: Any) -> bytes:
+    """The report as an Encapsulated PDF instance in the image's DICOM study (highdicom loads only here)."""
+    from ..dicom.export import source_datasets
+    from ..dicom.pdf import encapsulated_pdf
+    from ..dicom.seg import to_bytes
+    from ..dicom_series import check_geometry, choose_series
+
+    series = check_geometry(choose_series(data.inputs["image"], data.series_uids))
+    return to_bytes(encapsulated_pdf(source_datasets(series), pdf, uid=uid, series_number=REPORT_SERIES_NUMBER,
+                                     title="MS lesion report (spinal-lesion-seg)"))
 
 
 def _manifest(data: ReportData) -> dict[str, Any]:
