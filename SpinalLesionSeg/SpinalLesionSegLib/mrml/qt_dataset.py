@@ -22,15 +22,15 @@ from slicer.i18n import tr as _
 from ..batch.labels import ManualMaskExists
 from ..errors import InputError
 from .case_list import CORRECTED, FAILED_QC, NOT_RUN, PRELABELLED, CaseList, Position
+from .qt_section import PanelSection
 from .review_steps import Parameters
 
 #: Slicer settings keys (the user's Slicer.ini): the author written into every sidecar, the last dataset opened.
 AUTHOR_KEY = "SpinalLesionSeg/Author"
 ROOT_KEY = "SpinalLesionSeg/DatasetRoot"
-ERROR_STYLE = "color: #c0392b"
 
 
-class DatasetSection:
+class DatasetSection(PanelSection):
     """The section, inserted at the top of the panel ``panel`` (the loaded .ui widget). ``parameters`` returns the
     panel's parameter node (None while the module is not shown); ``show_review`` refreshes the panel's review and
     candidate tables after a pre-labelled case is loaded."""
@@ -67,14 +67,6 @@ class DatasetSection:
         panel.layout().insertWidget(0, self.section)
         self._refill()
         self._say(self._summary())
-
-    @staticmethod
-    def _button(form: qt.QFormLayout, text: str, handler: Callable[[], Any], tip: str) -> qt.QPushButton:
-        button = qt.QPushButton(text)
-        button.toolTip = tip
-        button.connect("clicked(bool)", handler)
-        form.addRow(button)
-        return button
 
     def author(self) -> str:
         return str(self.authorEdit.text).strip()
@@ -156,20 +148,6 @@ class DatasetSection:
         how = {"overwrite": True} if answer == qt.QMessageBox.Yes else {"save": False}
         return self._attempt(lambda: action(**how), _("Changing case failed.")) is True
 
-    def _attempt(self, action: Callable[[], Any], failure: str) -> bool | ManualMaskExists:
-        """Run ``action`` under a wait cursor: True when done; the ManualMaskExists it raised, for the caller to
-        ask about; False after an InputError (shown in the section) or a bug (shown in Slicer's error dialog with
-        ``failure``, then raised on)."""
-        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            try:
-                action()
-            except ManualMaskExists as exists:
-                return exists
-            except InputError as error:
-                self._say(str(error), error=True)
-                return False
-        return True
-
     def _show(self, p: Parameters, position: Position | None) -> None:
         """The loaded case in the views (image, soft map over it, the acquisition's plane), the largest lesion
         centred, the review tables refreshed."""
@@ -228,7 +206,3 @@ class DatasetSection:
             f"{n} {status}" for status, n in counts.items() if n))
         return summary + (_(" {n} entries of the fails list name no image here.").format(
             n=len(self.cases.unmatched)) if self.cases.unmatched else "")
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.statusLabel.text = text
-        self.statusLabel.styleSheet = ERROR_STYLE if error else ""

@@ -26,14 +26,14 @@ from slicer.i18n import tr as _
 from .. import defaults
 from ..errors import InputError
 from .dicom_export import instance_uids, prepare_dicom_export, read_export, start_dicom_export
-from .qt_dataset import ERROR_STYLE
+from .qt_section import PanelSection
 from .review_steps import Parameters
 
 #: Slicer settings key (the user's Slicer.ini) of the output folders used before (the path field's history).
 FOLDER_KEY = "SpinalLesionSeg/DicomFolder"
 
 
-class DicomSection:
+class DicomSection(PanelSection):
     """The section, inserted into the panel ``panel`` right after the widget ``after``. ``parameters`` returns the
     panel's parameter node (None while the module is not shown); ``logic`` is the panel's logic (its worker
     interpreter and environment run the export)."""
@@ -132,18 +132,3 @@ class DicomSection:
         indexer.addListOfFiles(database, [str(path) for path in files], True)
         indexer.waitForImportFinished()
         return " " + _("Added to the DICOM database: send them to PACS from the DICOM module.")
-
-    def _attempt(self, action: Callable[[], None], failure: str) -> bool:
-        """Run ``action`` under a wait cursor: True when done; False after an InputError (shown in the section);
-        a bug is shown in Slicer's error dialog with ``failure`` and raised on."""
-        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            try:
-                action()
-            except InputError as error:
-                self._say(str(error), error=True)
-                return False
-        return True
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.statusLabel.text = text
-        self.statusLabel.styleSheet = ERROR_STYLE if error else ""

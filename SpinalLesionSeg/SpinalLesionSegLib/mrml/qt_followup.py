@@ -19,16 +19,15 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from ..errors import InputError
 from .followup import INPUTS_FOLDER, compare_with_previous, create_report
-from .qt_dataset import ERROR_STYLE
+from .qt_section import PanelSection
 from .review_steps import Parameters
 
 #: Slicer settings key (the user's Slicer.ini) of the output folders used before (the path field's history).
 FOLDER_KEY = "SpinalLesionSeg/FollowupFolder"
 
 
-class FollowupSection:
+class FollowupSection(PanelSection):
     """The section, inserted into the panel ``panel`` (the loaded .ui widget) right after the widget ``after``
     (the Statistics section). ``parameters`` returns the panel's parameter node (None while the module is not
     shown)."""
@@ -75,14 +74,6 @@ class FollowupSection:
         form.addRow(label, selector)
         return selector
 
-    @staticmethod
-    def _button(form: qt.QFormLayout, text: str, handler: Callable[[], Any], tip: str) -> qt.QPushButton:
-        button = qt.QPushButton(text)
-        button.toolTip = tip
-        button.connect("clicked(bool)", handler)
-        form.addRow(button)
-        return button
-
     def _previous(self) -> tuple[Any, Any]:
         return self.previousVolumeSelector.currentNode(), self.previousSegmentationSelector.currentNode()
 
@@ -121,19 +112,3 @@ class FollowupSection:
 
         if self._attempt(report, _("Creating the report failed.")):
             self.folderEdit.addCurrentPathToHistory()
-
-    def _attempt(self, action: Callable[[], None], failure: str) -> bool:
-        """Run ``action`` under a wait cursor: True when done; False after an InputError (shown in the section);
-        a bug is shown in Slicer's error dialog with ``failure`` and raised on."""
-        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            try:
-                action()
-            except InputError as error:
-                self._say(str(error), error=True)
-                return False
-        return True
-
-    def _say(self, text: str, error: bool = False) -> None:
-        self.statusLabel.text = text
-        self.statusLabel.styleSheet = ERROR_STYLE if error else ""
-
