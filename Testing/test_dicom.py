@@ -62,7 +62,7 @@ def test_the_volume_has_the_source_voxels_at_the_source_positions(source: sitk.I
 
 @pytest.mark.parametrize("damage, problem", [
     ("missing", "irregular slice spacing"), ("orientation", "mixed slice orientations"),
-    ("duplicate", "two images at the same slice position"), ("empty", "holds no DICOM image series"),
+    ("duplicate", "two images at the same slice position"), ("empty", "is a folder with no DICOM image series"),
 ])
 def test_broken_series_are_refused_in_one_line(series: tuple, tmp_path: Path, damage: str, problem: str) -> None:
     folder = tmp_path / "broken"

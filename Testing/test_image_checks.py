@@ -262,7 +262,12 @@ for path in json.loads(Path(sys.argv[1]).read_text()):
         results[path] = ["refused", str(error)]
     except BaseException:
         results[path] = ["crash", traceback.format_exc()]
-print(json.dumps({"results": results, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# Peak RSS of this program: VmHWM starts again at exec, while ru_maxrss also counts the pytest process this child
+# was forked from (subprocess forks to apply the memory limit), which grows over the suite.
+status = Path("/proc/self/status")
+peak = [int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")] \
+    if status.exists() else [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]
+print(json.dumps({"results": results, "max_rss_kb": peak[0]}))
 """
 
 

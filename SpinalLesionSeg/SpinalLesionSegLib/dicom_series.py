@@ -120,7 +120,8 @@ def choose_series(folder: str | os.PathLike[str], series_uids: Sequence[str] = (
     """The series of ``folder`` named by one of ``series_uids``, or its only series; InputError otherwise."""
     candidates = find_series(folder)
     if not candidates:
-        raise InputError(folder, "holds no DICOM image series (MR, CT or PET image files)")
+        raise InputError(folder, "is a folder with no DICOM image series (MR, CT or PET) in it; give a NIfTI or NRRD "
+                                 "file, or a folder of DICOM files")
     if series_uids:
         chosen = [s for s in candidates if s.uid in series_uids]
         if not chosen:
