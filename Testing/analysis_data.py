@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from SpinalLesionSegLib.geometry import ijk_to_ras_matrix, superior_axis, voxel_to_ras
 
 T2 = Path("sct_testing_data") / "t2"
 
@@ -99,3 +100,49 @@ def rigid_motion(centre: tuple[float, ...], angles_deg: tuple[float, float, floa
     motion.SetRotation(*(math.radians(a) for a in angles_deg))
     motion.SetTranslation(translation_mm)
     return motion
+
+
+def level_boundary_discs(labels: np.ndarray, cord: np.ndarray, reference: sitk.Image) -> dict[int, np.ndarray]:
+    """SCT disc points (number -> RAS mm) where a real labelled cord changes level, at the cord's centre.
+
+    Disc n (n-1 above, n below) is the mean of the midpoints of the voxel faces between level n-1 and level n
+    voxels, along any axis, so an oblique boundary gives its centre. The topmost level's disc sits on the faces
+    between it and the cord SCT left unlabelled above it (``sct_label_vertebrae`` labels nothing above its top
+    disc). No disc is made below the lowest level: SCT labels all the cord below its last disc, so an unlabelled
+    bottom is the edge of its warped field of view, not a disc."""
+    up_axis, up = superior_axis(reference)
+    step = ijk_to_ras_matrix(reference)[:3, 2 - up_axis] @ up > 0  # True: slice numbers grow superior
+    levels = sorted(int(v) for v in np.unique(labels) if v > 0)
+    faces: dict[int, list[np.ndarray]] = {n: [] for n in levels}
+    for axis in range(3):
+        low = [slice(None)] * 3
+        high = [slice(None)] * 3
+        low[axis], high[axis] = slice(0, -1), slice(1, None)
+        a, b = labels[tuple(low)], labels[tuple(high)]  # a voxel and its neighbour one step along the axis
+        half = np.eye(3)[axis] * 0.5
+        for n in levels:
+            pairs = ((a == n) & (b == n - 1)) | ((a == n - 1) & (b == n))
+            if n == levels[0] and axis == up_axis:  # the top level under unlabelled cord
+                above = cord[tuple(high)] & (b == 0) if step else cord[tuple(low)] & (a == 0)
+                pairs = pairs | (above & ((a == n) if step else (b == n)))
+            faces[n].append(np.argwhere(pairs) + half)
+    matrix = ijk_to_ras_matrix(reference)
+    return {n: voxel_to_ras(matrix, np.concatenate(found)[:, ::-1].mean(axis=0))[0]
+            for n, found in faces.items() if sum(len(f) for f in found)}
+
+
+def resampled_layout(image: sitk.Image, spacing: tuple[float, float, float], tilt_deg: float = 0.0,
+                     axial: bool = False) -> sitk.Image:
+    """``image`` (labels or a mask) on another voxel layout, nearest neighbour: ``spacing`` (mm), the grid tilted
+    by ``tilt_deg`` about the left-right axis (so the cord runs oblique to the slices), and with ``axial`` the
+    slices stacked inferior to superior (an axial acquisition) instead of the source's own axes."""
+    direction = np.eye(3) if axial else np.array(image.GetDirection()).reshape(3, 3)
+    angle = math.radians(tilt_deg)
+    rotation = np.array([[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]])
+    direction = rotation @ direction  # LPS: rotation about x, the left-right axis
+    source_extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
+    size = np.ceil(np.full(3, source_extent.max()) * 1.1 / np.array(spacing)).astype(int)
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint((np.array(image.GetSize()) - 1) / 2.0))
+    origin = centre - direction @ ((size - 1) * np.array(spacing) / 2.0)
+    return sitk.Resample(image, [int(s) for s in size], sitk.Transform(), sitk.sitkNearestNeighbor,
+                         origin.tolist(), list(spacing), direction.ravel().tolist(), 0.0, image.GetPixelID())

@@ -9,6 +9,8 @@ Every common source is accepted and detected automatically (``kind="auto"``; an 
   or give SCT disc codes (``3``).
 
 Each becomes a :class:`.levels.LevelSource` in this package's level codes (:mod:`.levels`), positions in RAS mm.
+Disc sources (``disc-points``, ``markups``, TotalSpineSeg discs) label the cord along its centreline when a cord
+mask is known (:mod:`.disc_levels`), else by planes across the image axis (:func:`.levels.assign_levels`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ are stated in ``docs/conventions.md``; the numbers here are the single source fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,9 +79,11 @@ def assign_levels(source: LevelSource, reference: sitk.Image, flat_index: np.nda
     Region sources: a voxel inside the labelled region takes its label; otherwise the label of the nearest
     labelled voxel within ``max_distance_mm`` (Euclidean, in mm; the default 10 mm reaches from any point of an
     adult cord cross-section, about 8 x 12 mm, to its label); else unassigned.
-    Disc sources: level n lies between disc n and disc n+1, measured along the cord centreline when ``cord``
-    (a boolean ``[k, j, i]`` array on the reference grid) is given, else along the image axis closest to
-    inferior-superior.
+    Disc sources: level n lies between disc n and disc n+1. With a ``cord`` (a boolean ``[k, j, i]`` array on the
+    reference grid) positions are measured along its centreline, on planes perpendicular to the cord, and one
+    level is extrapolated beyond each outer disc (:mod:`.disc_levels`: the cord voxels get exactly the labelled
+    cord of :func:`.disc_levels.label_cord`). Without a cord: along the image axis closest to inferior-superior,
+    nothing beyond the outer discs. Disc levels go by position only (``max_distance_mm`` does not apply).
     """
     flat_index = np.asarray(flat_index, dtype=np.int64)
     if flat_index.size == 0:
@@ -93,7 +94,11 @@ def assign_levels(source: LevelSource, reference: sitk.Image, flat_index: np.nda
         # A read-only view, not a copy: only lesion voxels are read, and a copy of a large grid costs ~100 ms.
         regions = sitk.GetArrayViewFromImage(aligned)
         return _assign_from_regions(regions, reference.GetSpacing()[::-1], flat_index, max_distance_mm)
-    return _assign_from_discs(source.discs, reference, flat_index, cord, source.path)
+    if cord is not None and np.any(cord):
+        from .disc_levels import levels_along_cord  # built on this module's rules: imported here, not at the top
+
+        return levels_along_cord(source.discs, cord, reference, flat_index, source.path)
+    return _assign_from_discs(source.discs, reference, flat_index, source.path)
 
 
 def _assign_from_regions(regions: np.ndarray, spacing_kji: tuple[float, ...], flat_index: np.ndarray,
@@ -122,24 +127,26 @@ def _assign_from_regions(regions: np.ndarray, spacing_kji: tuple[float, ...], fl
 
 
 def _assign_from_discs(discs: dict[int, np.ndarray], reference: sitk.Image, flat_index: np.ndarray,
-                       cord: np.ndarray | None, path: Path) -> np.ndarray:
+                       path: Path) -> np.ndarray:
+    """Levels between discs measured along the image axis closest to inferior-superior (no cord known)."""
     matrix = ijk_to_ras_matrix(reference)
     shape = tuple(reversed(reference.GetSize()))
     kji = np.stack(np.unravel_index(flat_index, shape), axis=1)
     voxels_ras = voxel_to_ras(matrix, kji[:, ::-1])
-    numbers = np.array(list(discs), dtype=np.int64)
-    discs_ras = np.array([discs[n] for n in numbers])
-    if cord is not None and np.any(cord):
-        position = _centreline_position(cord, reference)
-        voxel_s, disc_s = position(voxels_ras), position(discs_ras)
-    else:
-        _, up = superior_axis(reference)
-        voxel_s, disc_s = voxels_ras @ up, discs_ras @ up
+    numbers = np.array(sorted(discs), dtype=np.int64)
+    _, up = superior_axis(reference)
+    disc_s = np.array([discs[n] for n in numbers]) @ up
+    check_disc_order(numbers, disc_s, path, "along the image's inferior-superior axis")
+    return levels_between_discs(numbers, disc_s, voxels_ras @ up)
+
+
+def check_disc_order(numbers: np.ndarray, disc_s: np.ndarray, path: Path | None, measure: str) -> None:
+    """InputError unless discs ``numbers`` (ascending) lie strictly superior to inferior at ``disc_s`` (mm, growing
+    superior): a swapped or duplicated label would otherwise silently renumber every level between them."""
     if np.any(np.diff(disc_s) >= 0):
         order = ", ".join(f"{n}@{s:.1f}mm" for n, s in zip(numbers, disc_s))
-        raise InputError(path, f"disc points are not in superior-to-inferior order along the cord ({order}); "
+        raise InputError(path, f"disc points are not in superior-to-inferior order {measure} ({order}); "
                                "disc n must lie above disc n+1")
-    return levels_between_discs(numbers, disc_s, voxel_s)
 
 
 def levels_between_discs(numbers: np.ndarray, disc_s: np.ndarray, voxel_s: np.ndarray) -> np.ndarray:
@@ -159,29 +166,3 @@ def levels_between_discs(numbers: np.ndarray, disc_s: np.ndarray, voxel_s: np.nd
     level = np.minimum(n_up + np.floor(fraction * (n_low - n_up)).astype(np.int64), n_low - 1)
     lut = np.array([canonical_level(c) for c in range(COCCYX + 1)], dtype=np.int16)
     return np.where(inside, lut[np.clip(level, 0, COCCYX)], UNASSIGNED).astype(np.int16)
-
-
-def _centreline_position(cord: np.ndarray, reference: sitk.Image) -> Callable[[np.ndarray], np.ndarray]:
-    """A function mapping RAS points (N, 3) to their arc length (mm) along the cord centreline, growing superior.
-
-    The centreline is the cord's centroid on each slice across the inferior-superior image axis; a point takes the
-    arc length of the nearest centreline point.
-    """
-    from scipy.spatial import cKDTree
-
-    axis, up = superior_axis(reference)
-    matrix = ijk_to_ras_matrix(reference)
-    kji = np.argwhere(cord)
-    slices = kji[:, axis]
-    _, inverse, counts = np.unique(slices, return_inverse=True, return_counts=True)
-    centres = np.stack([np.bincount(inverse, weights=kji[:, d]) / counts for d in range(3)], axis=1)
-    points = voxel_to_ras(matrix, centres[:, ::-1])
-    points = points[np.argsort(points @ up)]
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-    tree = cKDTree(points)
-
-    def position(ras: np.ndarray) -> np.ndarray:
-        return arc[tree.query(ras)[1]]
-
-    return position
-
