@@ -79,6 +79,7 @@ class SpinalLesionSegParameterNode:
     device: Annotated[str, Choice(list(defaults.DEVICE_CHOICES))] = defaults.DEVICE
     folds: str = ""
     tta: bool = False
+    dropOutsideCord: bool = False
     roiNode: Union[vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, None]
     roiMarginMm: Annotated[float, WithinRange(*defaults.ROI_MARGIN_RANGE_MM)] = defaults.ROI_MARGIN_MM
     pythonPath: str = ""
@@ -417,7 +418,8 @@ class SpinalLesionSegLogic(ScriptedLoadableModuleLogic, PanelLogic):
             import PyTorchUtils
         except ImportError:
             raise RuntimeError("the PyTorch extension is not installed: install it from the Extensions Manager")
-        slicer_requirements.install_into_slicer(PyTorchUtils.PyTorchUtilsLogic(), slicer.util.pip_install)
+        slicer_requirements.install_into_slicer(PyTorchUtils.PyTorchUtilsLogic(), slicer.util.pip_install,
+                                                qt_dicom.slicer_dicom_packages_folder())
 
 
 class SpinalLesionSegTest(ScriptedLoadableModuleTest):

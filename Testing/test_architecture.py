@@ -22,7 +22,7 @@ ALLOWED = {
     "base": {"base"},
     "models": {"base"},
     "analysis": {"base"},
-    "inference": {"base", "models", "dicom"},
+    "inference": {"base", "models", "dicom", "analysis"},
     "dicom": {"base", "analysis"},
     "phantom": {"base", "analysis"},
     "batch": {"base", "analysis", "inference", "models"},

@@ -87,6 +87,9 @@ def test_pip_gets_a_list_so_windows_paths_survive() -> None:
     assert isinstance(arguments, list) and arguments[-2:] == ["-c", path]
     source = (LIB / "slicer_requirements.py").read_text() + MODULE_FILE.read_text()
     assert "pip_install(f" not in source and "pip_install(pip_arguments(" in source
+    folder = r"C:\Users\Dr Who\AppData\Local\slicer.org\Slicer 5.10.0\slicer.org\SpinalLesionSeg-dicom-python3.12"
+    assert slicer_requirements.dicom_pip_arguments(folder)[:2] == ["--target", folder]
+    assert "pip_install(dicom_pip_arguments(" in source
 
 
 def test_slicer_gets_the_packages_ranges_and_what_the_report_needs() -> None:
@@ -122,19 +125,32 @@ class _PyTorchExtension:
         return object() if self.accept else None
 
 
-def test_dependency_install_checks_torch_first_and_stops_when_declined() -> None:
+def test_dependency_install_checks_torch_first_and_stops_when_declined(tmp_path: Path) -> None:
+    """torch first; then the requirements with Slicer's packages pinned; then pydicom 3 and highdicom into the
+    private folder only (never site-packages, where Slicer's DICOM module keeps pydicom 2)."""
     pip_calls: list = []
     present = _PyTorchExtension(installed=True, accept=True)
-    slicer_requirements.install_into_slicer(present, pip_calls.append)
+    slicer_requirements.install_into_slicer(present, pip_calls.append, tmp_path / "dicom")
     assert present.asked is None, "torch is present: it must not be reinstalled"
     requirements = list(slicer_requirements.REQUIREMENTS)
-    assert pip_calls and isinstance(pip_calls[0], list) and pip_calls[0][:len(requirements)] == requirements
+    assert len(pip_calls) == 2 and isinstance(pip_calls[0], list) and pip_calls[0][:len(requirements)] == requirements
     constraints = Path(pip_calls[0][-1]).read_text()
     assert "SimpleITK==" in constraints and "numpy==" in constraints and "torch==" in constraints
+    assert not any("pydicom" in argument or "highdicom" in argument for argument in pip_calls[0])
+    assert pip_calls[1] == slicer_requirements.dicom_pip_arguments(tmp_path / "dicom")
     declined = _PyTorchExtension(installed=False, accept=False)
     with pytest.raises(RuntimeError, match="not installed"):
-        slicer_requirements.install_into_slicer(declined, pip_calls.append)
-    assert declined.asked == slicer_requirements.TORCH_REQUIREMENT and len(pip_calls) == 1
+        slicer_requirements.install_into_slicer(declined, pip_calls.append, tmp_path / "dicom")
+    assert declined.asked == slicer_requirements.TORCH_REQUIREMENT and len(pip_calls) == 2
+    slicer_requirements.install_into_slicer(present, pip_calls.append)  # no folder given: nothing private installed
+    assert len(pip_calls) == 3
+
+
+def test_install_dependencies_fills_the_private_dicom_folder() -> None:
+    """Without the folder, "Install dependencies" leaves the DICOM export without pydicom 3 in Slicer's Python."""
+    calls = [node for node in ast.walk(_module_tree()) if isinstance(node, ast.Call)
+             and ast.unparse(node.func).endswith("install_into_slicer")]
+    assert calls and all("slicer_dicom_packages_folder()" in ast.unparse(call) for call in calls)
 
 
 def test_an_external_python_gets_slicers_startup_environment(mrml_scene) -> None:

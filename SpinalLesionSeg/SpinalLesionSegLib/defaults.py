@@ -41,6 +41,13 @@ ENSEMBLE_RULES: tuple[str, ...] = (ENSEMBLE, "majority")
 CONNECTIVITY = 18
 #: A lesion farther than this (mm) from every labelled level voxel or disc is "unassigned".
 LEVEL_MAX_DISTANCE_MM = 10.0
+#: A predicted lesion is "outside the cord" (flagged; dropped on request) when none of its voxels lies within this
+#: distance (mm) of a cord voxel (docs/conventions.md "Lesions outside the cord"). The cord's edge is uncertain by
+#: about a voxel: partial volume at the cord-CSF boundary, 3 mm axial slices, automatic cord masks that shrink where
+#: a lesion changes the signal; and MS lesions often sit at the cord's surface (subpial). SCT's sct_analyze_lesion
+#: keeps only voxels inside the undilated cord, which cuts such lesions; 3 mm (one typical slice, 3-6 in-plane
+#: voxels) keeps them, while a blob farther out lies in the CSF, the dura, bone or soft tissue.
+OUTSIDE_CORD_MARGIN_MM = 3.0
 
 #: The contrast a synthetic phantom imitates when none is named (the demo's, and the demo model's training data).
 PHANTOM_CONTRAST = "T2w"

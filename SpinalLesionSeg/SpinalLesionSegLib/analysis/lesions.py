@@ -9,6 +9,7 @@ slice-based measures (length along the cord, axial area and width, damage ratio)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,6 +26,9 @@ from .lesion_measures import (
     slice_frame,
 )
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource
+
+if TYPE_CHECKING:
+    from .outside_cord import OutsideCord
 
 #: Connectivities accepted: 6 (faces), 18 (faces + edges), 26 (faces + edges + corners).
 CONNECTIVITIES = (6, 18, 26)
@@ -110,7 +114,8 @@ class LesionAnalysis:
 
     With a cord mask, ``cord_level_voxels[c]`` is the cord's voxel count at level code ``c`` and
     ``cord_lesion_level_voxels[c]`` the lesion voxels inside the cord at that level: lesion load per level is their
-    ratio (all cord in column 0 without a level source). Both are None without a cord.
+    ratio (all cord in column 0 without a level source). Both are None without a cord. ``outside_cord``: the
+    lesions that do not touch the dilated cord (:mod:`.outside_cord`), when the caller judged them (a cord known).
     """
 
     lesions: list[Lesion]
@@ -124,6 +129,7 @@ class LesionAnalysis:
     has_levels: bool = False
     cord_level_voxels: np.ndarray | None = None
     cord_lesion_level_voxels: np.ndarray | None = None
+    outside_cord: OutsideCord | None = None
 
     @property
     def total_voxels(self) -> int:

@@ -3,7 +3,8 @@
 Writes, into an output folder (each file atomically):
 
 * ``lesions.csv``: one row per lesion (volume, soft volume, centroid, extent, levels, and the measures of
-  :mod:`.lesion_measures`: length along the cord, largest axial area and width, levels spanned, damage ratio);
+  :mod:`.lesion_measures`: length along the cord, largest axial area and width, levels spanned, damage ratio; with
+  a cord, its distance to the cord and whether it is outside the dilated cord, :mod:`.outside_cord`);
 * ``levels.csv``: per level in anatomical order, then ``unassigned`` (with a cord: cord volume, lesion load);
 * ``summary.json``: totals, per-level numbers, settings, inputs with their sha256 and the software version;
 * ``<stem>_lesion_label.nii.gz``: the lesions numbered 1..N on the lesion mask's grid.
@@ -26,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM
+from ..defaults import CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, OUTSIDE_CORD_MARGIN_MM
 from ..errors import InputError
 from ..image_io import (
     image_to_array,
@@ -41,6 +42,7 @@ from ..plausibility import looks_like_image
 from ..result_set import ResultSet
 from .lesions import LesionAnalysis, analyze_lesions
 from .level_sources import AUTO, load_level_source
+from .outside_cord import RULE, with_outside_cord
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, level_name
 
 #: Tolerance on soft-map values outside 0..1 (float32 rounding of an ensemble mean).
@@ -48,8 +50,8 @@ SOFT_TOLERANCE = 1e-6
 
 LESION_COLUMNS = ("lesion_id", "voxel_count", "volume_mm3", "soft_volume_mm3", "centroid_r_mm", "centroid_a_mm",
                   "centroid_s_mm", "si_extent_mm", "primary_level", "levels", "level_volumes_mm3",
-                  "outside_cord_volume_mm3", "length_mm", "max_axial_area_mm2", "max_ap_width_mm",
-                  "levels_spanned", "longitudinally_extensive", "max_axial_damage_ratio")
+                  "outside_cord_volume_mm3", "cord_distance_mm", "outside_cord", "length_mm", "max_axial_area_mm2",
+                  "max_ap_width_mm", "levels_spanned", "longitudinally_extensive", "max_axial_damage_ratio")
 LEVEL_COLUMNS = ("level", "lesion_count", "lesions_touching", "volume_mm3", "soft_volume_mm3", "voxel_count",
                  "cord_volume_mm3", "lesion_load_pct")
 
@@ -114,9 +116,11 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
               levels_kind: str = AUTO, cord_path: str | os.PathLike[str] | None = None,
               restrict_to_cord: bool = False, cord_dilation_mm: float = 0.0,
               connectivity: int = CONNECTIVITY, min_size_mm3: float = 0.0,
-              max_distance_mm: float = LEVEL_MAX_DISTANCE_MM, resample: bool = False) -> StatsOutputs:
+              max_distance_mm: float = LEVEL_MAX_DISTANCE_MM, resample: bool = False,
+              outside_cord_margin_mm: float = OUTSIDE_CORD_MARGIN_MM) -> StatsOutputs:
     """Analyse a lesion mask and write lesions.csv, levels.csv, summary.json and the lesion label image. The soft
-    map, cord mask and a levels image must share the lesion mask's grid, unless ``resample`` (``--resample``)."""
+    map, cord mask and a levels image must share the lesion mask's grid, unless ``resample`` (``--resample``).
+    With a cord, lesions that do not touch it dilated by ``outside_cord_margin_mm`` (mm) are flagged."""
     if restrict_to_cord and cord_path is None:
         raise InputError(None, "restricting lesions to the cord needs a cord mask (--cord)")
     reference = read_mask(lesion_path)
@@ -130,6 +134,7 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
     analysis = analyze_lesions(mask, reference, soft=soft, levels=source, max_distance_mm=max_distance_mm,
                                cord=cord, restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
                                connectivity=connectivity, min_size_mm3=min_size_mm3)
+    analysis = with_outside_cord(analysis, cord, reference.GetSpacing()[::-1], outside_cord_margin_mm)
 
     stem, _ = split_image_suffix(lesion_path)
     inputs = {"lesion": lesion_path, "soft": soft_path, "cord": cord_path, "levels": levels_path}
@@ -190,12 +195,23 @@ def _summary(analysis: LesionAnalysis, level_rows: list[dict], source: LevelSour
         "cord_restriction": {"enabled": restrict_to_cord, "dilation_mm": cord_dilation_mm,
                              "removed_volume_mm3": analysis.removed_outside_cord_voxels
                              * analysis.voxel_volume_mm3},
+        "outside_cord": _outside_summary(analysis),
         "voxel_volume_mm3": analysis.voxel_volume_mm3,
         "levels_source": None if source is None else {"kind": source.kind, "path": str(source.path),
                                                        "max_distance_mm": max_distance_mm},
         "inputs": inputs,
         "software": {"name": "spinal-lesion-seg", "version": __version__},
     }
+
+
+def _outside_summary(analysis: LesionAnalysis) -> dict | None:
+    """summary.json's ``outside_cord``: how many lesions do not touch the dilated cord, their volume (mm3), ids and
+    distances, the margin (mm) and the rule; None when no cord was known (nothing judged)."""
+    found = analysis.outside_cord
+    if found is None:
+        return None
+    return {"count": len(found.lesions), "volume_mm3": found.volume_mm3, "margin_mm": found.margin_mm,
+            "lesions": found.records(), "rule": RULE}
 
 
 def _label_image(analysis: LesionAnalysis, reference: sitk.Image) -> sitk.Image:
@@ -224,6 +240,7 @@ def lesion_rows(analysis: LesionAnalysis, with_cord: bool) -> list[dict]:
             "level_volumes_mm3": ";".join(f"{level_name(c)}={lesion.level_voxels[c] * volume}" for c in touched),
             "outside_cord_volume_mm3": (lesion.outside_cord_voxels * volume
                                         if with_cord and lesion.outside_cord_voxels is not None else None),
+            **_outside_columns(analysis, lesion.id),
             "length_mm": lesion.length_mm,
             "max_axial_area_mm2": lesion.max_axial_area_mm2,
             "max_ap_width_mm": lesion.max_ap_width_mm,
@@ -234,8 +251,18 @@ def lesion_rows(analysis: LesionAnalysis, with_cord: bool) -> list[dict]:
     return rows
 
 
+def _outside_columns(analysis: LesionAnalysis, lesion_id: int) -> dict:
+    """lesions.csv's ``cord_distance_mm`` (mm to the nearest cord voxel) and ``outside_cord`` (1: does not touch the
+    cord dilated by the margin, :mod:`.outside_cord`); empty when no cord was known."""
+    found = analysis.outside_cord
+    if found is None:
+        return {"cord_distance_mm": None, "outside_cord": None}
+    return {"cord_distance_mm": float(found.distances_mm[lesion_id]), "outside_cord": int(found.is_outside(lesion_id))}
+
+
 def level_table(analysis: LesionAnalysis, source: LevelSource | None) -> list[dict]:
-    """Rows of levels.csv: every level the source covers or a lesion touches, anatomical order, then unassigned.
+    """Rows of levels.csv: every level the source covers, the cord reaches or a lesion touches, anatomical order,
+    then unassigned.
 
     ``lesion_count`` counts lesions by primary level (so the column sums to the lesion count);
     ``lesions_touching`` counts every lesion with a voxel at that level (a lesion spanning two levels counts
@@ -253,6 +280,8 @@ def level_table(analysis: LesionAnalysis, source: LevelSource | None) -> list[di
         if lesion.level_soft_mm3 is not None:
             soft += lesion.level_soft_mm3
     codes = set(np.flatnonzero(voxels)) | (source.covered_levels() if source is not None else set())
+    if analysis.cord_level_voxels is not None:  # levels the cord reaches (disc points extrapolate one level)
+        codes |= set(np.flatnonzero(analysis.cord_level_voxels))
     ordered = sorted(int(c) for c in codes if c != UNASSIGNED) + [UNASSIGNED]
     return [{
         "level": level_name(code),

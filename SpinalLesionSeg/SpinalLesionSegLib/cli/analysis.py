@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     stats.add_argument("--max-distance", type=non_negative, default=LEVEL_MAX_DISTANCE_MM, metavar="MM",
                        help="lesion voxels outside a labelled region take the level of the nearest labelled voxel "
                        f"within this distance in mm (default {LEVEL_MAX_DISTANCE_MM:g})")
+    from .predict import add_outside_cord_options
+
+    add_outside_cord_options(stats, drop=False, cord="--cord")
     _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
     _add_output_folder(stats)
 
@@ -129,11 +133,26 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     outputs = run_stats(args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
                         levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
                         cord_dilation_mm=args.cord_dilation, connectivity=args.connectivity,
-                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance, resample=args.resample)
+                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance, resample=args.resample,
+                        outside_cord_margin_mm=args.outside_cord_margin)
+    if line := outside_cord_warning(outputs.summary):
+        print(line, file=sys.stderr)
     print("\n".join(level_lines(outputs.summary)))
     for path in (outputs.lesions_csv, outputs.levels_csv, outputs.summary_json, outputs.label_image):
         print(f"wrote {path}")
     return 0
+
+
+def outside_cord_warning(summary: dict) -> str | None:
+    """The warning line for lesions outside the dilated cord in a stats summary (None when none or no cord)."""
+    from ..defaults import PROG
+
+    found = summary.get("outside_cord")
+    if not found or not found["count"]:
+        return None
+    listed = ", ".join(f"{o['id']} ({o['distance_to_cord_mm']:.1f} mm away)" for o in found["lesions"])
+    return (f"{PROG}: warning: {found['count']} lesion(s) outside the cord (farther than {found['margin_mm']:g} mm, "
+            f"{found['volume_mm3']:.6g} mm3): {listed}; flagged in lesions.csv (outside_cord = 1)")
 
 
 def level_lines(summary: dict) -> list[str]:

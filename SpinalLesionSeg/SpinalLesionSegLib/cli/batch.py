@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from .predict import add_dicom_options, add_model_options
+from .predict import add_dicom_options, add_model_options, add_outside_cord_options
 
 
 def register(commands: Any) -> None:
@@ -33,6 +33,7 @@ def register(commands: Any) -> None:
                        "exists (e.g. seg-manual), plus --roi-margin")
     batch.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
                        help=f"margin around the --roi-label mask in mm (default {defaults.ROI_MARGIN_MM:g})")
+    add_outside_cord_options(batch, cord="the --roi-label mask, else the model's cord output")
     batch.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="images run at once, each in its own worker (CPU threads are shared out; default 1)")
     batch.add_argument("--include", nargs="+", default=[], metavar="LABEL",
@@ -96,7 +97,8 @@ def _job_template(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model, "device": args.device, "folds": args.folds, "tta": args.tta,
             "contrast": args.contrast, "threshold": args.threshold, "ensemble": args.ensemble,
             "roi_margin_mm": args.roi_margin, "overwrite": args.overwrite, "dicom_out": args.dicom_out,
-            "uid_root": args.uid_root}
+            "uid_root": args.uid_root, "drop_outside_cord": args.drop_outside_cord,
+            "outside_cord_margin_mm": args.outside_cord_margin}
 
 
 class _BatchProgress:

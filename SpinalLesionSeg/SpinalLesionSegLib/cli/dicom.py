@@ -88,18 +88,26 @@ def _cmd_dicom_export(args: argparse.Namespace) -> int:
 
 def check_dicom_writer() -> None:
     """InputError (one line) when this Python cannot write DICOM SEG: highdicom needs pydicom 3 (3D Slicer's own
-    Python has pydicom 2 for its DICOM module, and must keep it)."""
+    Python has pydicom 2 for its DICOM module, and must keep it: the Slicer panel puts pydicom 3 in a private folder,
+    :func:`..slicer_requirements.use_dicom_packages`)."""
     from ..errors import InputError
+    from ..slicer_requirements import use_dicom_packages
 
+    private = use_dicom_packages()
     try:
         pydicom = importlib.metadata.version("pydicom")
         importlib.metadata.version("highdicom")
     except importlib.metadata.PackageNotFoundError as missing:
         pydicom = f"no {missing.name}"
-    if not pydicom[:1].isdigit() or int(pydicom.split(".")[0]) < 3:
-        raise InputError(None, f"DICOM export needs highdicom with pydicom 3 ({pydicom} here): run it with a "
-                               "Python where 'pip install spinal-lesion-seg' was done (in Slicer: the panel's "
-                               "'Python for inference')")
+    if pydicom[:1].isdigit() and int(pydicom.split(".")[0]) >= 3:
+        return
+    if private:
+        raise InputError(None, f"DICOM export needs highdicom with pydicom 3 ({pydicom} here; Slicer keeps its own "
+                               f"pydicom 2), which are not installed in {private}: click 'Install dependencies' in "
+                               "the Spinal Lesion Seg panel")
+    raise InputError(None, f"DICOM export needs highdicom with pydicom 3 ({pydicom} here): run it with a Python where "
+                           "'pip install spinal-lesion-seg' was done (in Slicer: click 'Install dependencies', or "
+                           "set the panel's 'Python for inference')")
 
 
 def _array(image: Any) -> Any:

@@ -51,6 +51,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time mirroring (slower; off as in SCT)")
 
 
+def add_outside_cord_options(parser: argparse.ArgumentParser, *, drop: bool = True,
+                             cord: str = "--roi-mask, else the model's cord output") -> None:
+    """``--outside-cord-margin`` and (``drop``) ``--drop-outside-cord``: the outside-cord rule's settings
+    (:mod:`..analysis.outside_cord`), shared by predict, batch and stats; ``cord`` says where the cord comes from."""
+    from .analysis import non_negative
+
+    parser.add_argument("--outside-cord-margin", type=non_negative, default=defaults.OUTSIDE_CORD_MARGIN_MM,
+                        metavar="MM", help="a lesion none of whose voxels lies within this distance of the cord is "
+                        f"outside the cord: flagged (mm, default {defaults.OUTSIDE_CORD_MARGIN_MM:g}; the cord: "
+                        f"{cord})")
+    if drop:
+        parser.add_argument("--drop-outside-cord", action="store_true",
+                            help="drop the lesions outside the cord (their soft map zeroed too, so the mask stays "
+                            "soft >= threshold); by default they are kept and listed in the sidecar")
+
+
 def add_dicom_options(parser: argparse.ArgumentParser, *, writes: str | None = None, series: bool = True) -> None:
     """``--series-uid`` (which series of a DICOM folder; not for batch, which takes every series) and, when the
     command writes DICOM (``writes`` says what), ``--dicom-out`` and ``--uid-root``."""
@@ -81,7 +97,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
               roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
-              dicom_out=args.dicom_out, uid_root=args.uid_root)
+              dicom_out=args.dicom_out, uid_root=args.uid_root, drop_outside_cord=args.drop_outside_cord,
+              outside_cord_margin_mm=args.outside_cord_margin)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
@@ -180,6 +197,7 @@ def register(commands: Any) -> None:
     predict.add_argument("--overwrite", action="store_true",
                          help="replace existing outputs even when they differ from what the last run wrote (by "
                          "default a corrected mask is never overwritten)")
+    add_outside_cord_options(predict)
     predict.set_defaults(func=_cmd_predict)
 
     demo = commands.add_parser(

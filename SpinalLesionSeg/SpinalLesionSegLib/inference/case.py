@@ -7,7 +7,8 @@ Outputs per case (``<stem>`` = the first input's file name without its extension
 * ``<stem>_lesion_soft.nii.gz`` -- float32 mean lesion probability over folds, in [0, 1]
 * ``<stem>_sc_seg.nii.gz``      -- uint8 0/1 spinal cord mask (region-based models only)
 * ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, orientation, ROI,
-  contrast hint, timings, software version, BIDS-style ``GeneratedBy``.
+  contrast hint, the lesions outside the cord (``outside_cord``, :func:`outside_cord_record`), timings, software
+  version, BIDS-style ``GeneratedBy``.
 * for a DICOM input (a folder; ``<stem>`` = the series' readable name) also the DICOM outputs
   (:mod:`..dicom.export`): ``<stem>_lesion_seg.dcm`` and ``<stem>_lesion_soft.dcm`` (SEG), ``<stem>_lesion_sr.dcm``
   (structured report) and ``<stem>_preview_N.dcm`` (secondary capture).
@@ -23,17 +24,20 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__, defaults
+from ..analysis.outside_cord import RULE, drop_outside_cord, outside_cord_lesions
 from ..contrasts import resolve_contrast
 from ..errors import InputError
 from ..dicom import DICOM_FILES, wants_dicom
 from ..dicom_series import check_geometry, choose_series, is_dicom_folder
-from ..image_io import input_digest, input_stem, read_image, sha256_file
+from ..image_io import input_digest, input_stem, read_image, resample_to_grid, sha256_file
 from ..models.resolve import ResolvedModel
 from ..outputs import WRITTEN_SHA256, check_not_corrected, writable_folder
 from ..plausibility import (
@@ -43,13 +47,15 @@ from ..plausibility import (
     roi_mask_fit,
 )
 from ..result_set import ResultSet, recover
-from .predictor import LoadedModel, Progress
+from .predictor import LoadedModel, Prediction, Progress
 from .protocol import Job
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
 #: The progress fraction at which a case starts writing its outputs (the "write" stage).
 WRITE_FRACTION = 0.97
 CODE_URL = "https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg"
+#: The sources of the cord the outside-cord rule measures from, as the warnings name them.
+CORD_SOURCES = {"roi_mask": "the given cord mask", "model": "the model's cord"}
 #: What each ensemble rule means, written into the sidecar.
 ENSEMBLE_DEFINITIONS = {
     "mean": "binary = mean lesion probability over folds >= threshold",
@@ -83,7 +89,8 @@ def result_settings(job: Job) -> dict[str, Any]:
     return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
             "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
             "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
-            "series_uids": job.series_uids, "dicom_out": job.dicom_out}
+            "series_uids": job.series_uids, "dicom_out": job.dicom_out,
+            "drop_outside_cord": job.drop_outside_cord, "outside_cord_margin_mm": job.outside_cord_margin_mm}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
@@ -125,6 +132,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
 
     prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
                                progress=_before_writing(report))
+    prediction, outside = outside_cord_record(prediction, job, images[0], warnings)
 
     report("write", WRITE_FRACTION)
     write_started = time.perf_counter()
@@ -138,11 +146,12 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
         timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
                    "model_load_s": model.load_seconds}
         sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, result_set, timings)
-        sidecar["dicom_outputs"] = dicom_uids
+        sidecar["dicom_outputs"], sidecar["outside_cord"] = dicom_uids, outside
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     return {"inputs": [str(p) for p in inputs], "outputs": {role: str(path) for role, path in published.items()},
             "timings_s": sidecar["timings_s"], "device": sidecar["device"], "warnings": warnings,
+            "outside_cord": outside["lesions"],
             "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}
 
 
@@ -153,6 +162,61 @@ def _before_writing(report: Progress) -> Progress:
         if stage != "done":
             report(stage, fraction * WRITE_FRACTION)
     return scaled
+
+
+def outside_cord_record(prediction: Prediction, job: Job, image: sitk.Image, warnings: list[str]
+                        ) -> tuple[Prediction, dict[str, Any]]:
+    """Judge the predicted lesions by the outside-cord rule (:mod:`..analysis.outside_cord`) against the known cord
+    (:func:`_rule_cord`); with ``job.drop_outside_cord`` drop those outside, their soft-map region zeroed too, so
+    the mask is still the soft map >= threshold. Returns the prediction to publish and the sidecar's
+    ``outside_cord`` record: the cord's source, the margin (mm), the rule, whether they were dropped and the
+    lesions outside (id in the model's mask, volume mm3, distance to the cord mm; null when no cord is known)."""
+    cord, source = _rule_cord(job, prediction, image)
+    margin = job.outside_cord_margin_mm
+    record: dict[str, Any] = {"cord": source, "margin_mm": margin, "rule": RULE, "dropped": False, "lesions": None}
+    if cord is None:
+        return prediction, record
+    mask = sitk.GetArrayFromImage(prediction.binary) != 0
+    spacing = image.GetSpacing()[::-1]
+    found = outside_cord_lesions(mask, cord, spacing, margin)
+    record["lesions"] = found.records() if found else []
+    if not found or not found.lesions:
+        return prediction, record
+    listed = ", ".join(f"{o.id} ({o.volume_mm3:.3g} mm3, {o.distance_mm:.1f} mm away)" for o in found.lesions)
+    what = f"outside the cord (farther than {margin:g} mm from {CORD_SOURCES[source]})"
+    if job.drop_outside_cord:
+        kept, soft = drop_outside_cord(mask, sitk.GetArrayFromImage(prediction.soft), found, cord, spacing)
+        prediction = replace(prediction, binary=_like(kept.astype(np.uint8), prediction.binary),
+                             soft=_like(soft, prediction.soft))
+        record["dropped"] = True
+        warnings.append(f"dropped {len(found.lesions)} lesion(s) {what}: {listed}")
+    else:
+        warnings.append(f"{len(found.lesions)} lesion(s) {what}, kept and flagged: {listed} (to drop them: "
+                        "--drop-outside-cord, or 'Drop lesions outside the cord' in Slicer)")
+    return prediction, record
+
+
+def _rule_cord(job: Job, prediction: Prediction, image: sitk.Image) -> tuple[np.ndarray | None, str | None]:
+    """The cord the outside-cord rule measures from, on the input's grid, and where it came from: the user's cord
+    mask (``roi_mask``: a file, or the panel's cord segment), else the model's own cord output; (None, None) when
+    neither holds a voxel. A mask on another grid is resampled (nearest neighbour; the ROI check warned already)."""
+    if job.roi_mask:
+        mask = resample_to_grid(read_image(job.roi_mask), image, job.roi_mask, "the image", allow=True)
+        cord = sitk.GetArrayFromImage(mask) != 0
+        if cord.any():
+            return cord, "roi_mask"
+    if prediction.cord is not None:
+        cord = sitk.GetArrayFromImage(prediction.cord) != 0
+        if cord.any():
+            return cord, "model"
+    return None, None
+
+
+def _like(array: np.ndarray, image: sitk.Image) -> sitk.Image:
+    """``array`` (``[k, j, i]``) as an image of ``image``'s pixel type on its grid."""
+    result = sitk.Cast(sitk.GetImageFromArray(array), image.GetPixelID())
+    result.CopyInformation(image)
+    return result
 
 
 def _case_roi(job: Job, info: dict[str, Any], model_name: str, image: sitk.Image, warnings: list[str]

@@ -7,12 +7,14 @@ these types, so a key is spelled once. On the wire a job is one JSON object (a f
     {"id": "1", "inputs": ["t2.nii.gz"], "output_dir": "out", "model": "demo", "device": "auto",
      "folds": null, "tta": false, "contrast": "auto", "threshold": 0.5, "ensemble": "mean",
      "roi_mask": null, "roi_margin_mm": 10, "roi_box": {"ras_min_mm": [x, y, z], "ras_max_mm": [x, y, z]},
-     "overwrite": false, "series_uids": [], "dicom_out": null, "uid_root": null}
+     "overwrite": false, "series_uids": [], "dicom_out": null, "uid_root": null,
+     "drop_outside_cord": false, "outside_cord_margin_mm": 3}
 
 (``overwrite``: replace existing outputs even when they differ from what the last run wrote, see
 :mod:`..outputs`; an input may be a folder of DICOM files, ``series_uids`` choosing its series
 (:mod:`..dicom_series`); ``dicom_out``: also write DICOM SEG, SR and preview (null: when the input is DICOM),
-their UIDs under ``uid_root``)
+their UIDs under ``uid_root``; ``drop_outside_cord``: drop the lesions that do not touch the cord dilated by
+``outside_cord_margin_mm``, which are only flagged otherwise, :mod:`..analysis.outside_cord`)
 
 and the worker answers with one JSON object per line, of four kinds (``"type"``), each carrying the job's ``"id"``:
 
@@ -105,6 +107,8 @@ class Job:
     series_uids: list[str] = field(default_factory=list)
     dicom_out: bool | None = None
     uid_root: str | None = None
+    drop_outside_cord: bool = False
+    outside_cord_margin_mm: float = defaults.OUTSIDE_CORD_MARGIN_MM
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -119,6 +123,10 @@ class Job:
             f"'folds' must be null or a list of fold numbers, got {self.folds!r}")
         _check(isinstance(self.tta, bool), f"'tta' must be true or false, got {self.tta!r}")
         _check(isinstance(self.overwrite, bool), f"'overwrite' must be true or false, got {self.overwrite!r}")
+        _check(isinstance(self.drop_outside_cord, bool),
+               f"'drop_outside_cord' must be true or false, got {self.drop_outside_cord!r}")
+        _check(_is_number(self.outside_cord_margin_mm) and self.outside_cord_margin_mm >= 0,
+               f"'outside_cord_margin_mm' must be a number >= 0 (mm), got {self.outside_cord_margin_mm!r}")
         _check(isinstance(self.contrast, str), f"'contrast' must be a string, got {self.contrast!r}")
         if self.contrast != defaults.CONTRAST:
             try:

@@ -7,7 +7,9 @@ Why not Slicer's own DICOM export: core 3D Slicer 5.10 has no DICOM SEG exporter
 by the Lib like the other objects (:mod:`..dicom`, highdicom). And why in another process: highdicom needs pydicom 3,
 while Slicer 5.10's DICOM module runs on the pydicom 2.4 it ships; the GUI process never imports highdicom. The
 export is the ``spinal-lesion-seg dicom-export`` command (:mod:`..cli.dicom`), run by the panel's worker interpreter
-(the "Python for inference" setting, else Slicer's own; a Python without pydicom 3 says so in one line).
+(the "Python for inference" setting, else Slicer's own). Slicer's own Python gets pydicom 3 and highdicom from the
+private folder "Install dependencies" fills (:func:`export_environment`; only this command's process sees it); a
+Python without them says so in one line.
 
 Steps: :func:`prepare_dicom_export` checks the nodes, puts the source series' files (found by the caller in the DICOM
 database from the volume's ``DICOM.instanceUIDs``) into a work folder (hard links, else copies), writes the lesion
@@ -36,6 +38,7 @@ from ..errors import InputError
 from ..image_io import array_to_image, write_image
 from ..inference.worker_client import BackgroundCommand
 from ..outputs import writable_folder
+from ..slicer_requirements import dicom_environment
 from .followup import current_scan
 from .results import lesion_segment_id, segment_was_edited
 from .review_state import read_review_state
@@ -119,6 +122,16 @@ def was_reviewed(p: Parameters) -> bool:
     state = read_review_state(segmentation)
     return segment_was_edited(segmentation, lesion_segment_id(segmentation)) or bool(
         state.accepted or state.rejected or state.added)
+
+
+def export_environment(python: str, default_python: str, external_env: dict[str, str] | None,
+                       packages_folder: str | os.PathLike[str] | None) -> dict[str, str] | None:
+    """The environment of the export command's process: for Slicer's own interpreter (``default_python``), this
+    process's environment with the private DICOM folder ``packages_folder`` first (None: this environment as it
+    is); for another interpreter, ``external_env`` (its own pydicom 3; the folder's compiled parts are Slicer's)."""
+    if python != default_python:
+        return external_env
+    return dicom_environment(os.environ, packages_folder) if packages_folder else None
 
 
 def start_dicom_export(export: DicomExport, python: str | None = None,

@@ -8,7 +8,8 @@ widget, which gets positions (RAS mm) and nodes back from these methods.
 ``p``, the panel's parameters, is the module's parameter node (``SpinalLesionSegParameterNode``) or any object with
 the same attributes: ``inputVolume``, ``contrast``, ``model``, ``device``, ``folds`` (text such as "0 1"), ``tta``,
 ``roiNode`` (markups ROI or a cord segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty
-for the default), ``threshold``, ``softMap``, ``segmentation`` and ``levelsNode``.
+for the default), ``threshold``, ``softMap``, ``segmentation``, ``levelsNode`` and ``dropOutsideCord`` (drop the
+lesions outside the dilated cord instead of flagging them, :mod:`..analysis.outside_cord`; false when absent).
 
 Inference never runs in this process: :meth:`PanelLogic.run` writes the input to a temporary NIfTI file and submits
 a :class:`~..inference.protocol.Job` to a persistent worker process (:class:`~..inference.worker_client.WorkerClient`),
@@ -68,6 +69,7 @@ class PanelLogic(ReviewSteps):
         self.client: Any = None
         self.work_dir: Path | None = None
         self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
+        self._job_cord: str | None = None  # the submitted job's cord mask file (its ROI), shown as the cord segment
         self.job_warnings: list[str] = []  # what the panel noticed about the submitted job (the worker adds more)
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
 
@@ -117,7 +119,7 @@ class PanelLogic(ReviewSteps):
         return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
-                   roi_box=roi_box)
+                   roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)))
 
     def _roi(self, p: Parameters) -> tuple[str | None, RoiBox | None]:
         """A cord segmentation goes to the worker as a mask file (the worker adds the margin or the model's crop
@@ -143,6 +145,7 @@ class PanelLogic(ReviewSteps):
         """Submit a job to the persistent worker (started on first use); return the job id."""
         job = self.build_job(p, series_description)
         self._job_volume = p.inputVolume  # the results belong to this volume, whatever is selected when they arrive
+        self._job_cord = job.roi_mask
         python = self.worker_python(p)
         if self.client is None or self.client.python != python:
             self.stop_worker()
@@ -188,12 +191,17 @@ class PanelLogic(ReviewSteps):
 
     def load_results(self, p: Parameters, result: Result) -> tuple[float, float, float] | None:
         """Build the soft-map volume and the lesion segmentation from the worker's outputs (a fresh review);
-        return where the views should jump (the largest lesion's centroid, RAS mm), or None without lesions."""
+        return where the views should jump (the largest lesion's centroid, RAS mm), or None without lesions.
+
+        Its "Spinal cord" segment is the cord segmentation the job was cropped to, else the model's cord: the cord
+        the worker judged lesions outside the cord by (:func:`..inference.case.outside_cord_record`), so the review
+        table flags the lesions the sidecar lists."""
         outputs = result.results[0]["outputs"]
         p.inputVolume = self._job_volume or p.inputVolume
         name = p.inputVolume.GetName()
         p.softMap = show_soft_map(self.scene, read_image(outputs["lesion_soft"]), f"{name} lesion probability")
-        cord = read_image(outputs["sc_seg"]) if "sc_seg" in outputs else None
+        cord_file = self._job_cord or outputs.get("sc_seg")
+        cord = read_image(cord_file) if cord_file else None
         p.segmentation = create_lesion_segmentation(self.scene, read_image(outputs["lesion_seg"]), p.inputVolume,
                                                     cord)
         clear_review_state(p.segmentation)

@@ -4,9 +4,11 @@ An output folder, "Add to Slicer's DICOM database" and "Export to DICOM...". Wha
 (tested headless): this file finds the source series' files in Slicer's DICOM database (``fileForInstance`` of each
 ``DICOM.instanceUIDs`` entry), runs the ``dicom-export`` command in the background with the panel's worker
 interpreter (highdicom needs pydicom 3, which Slicer's own DICOM module does not have: the GUI process never loads
-it), polls it from a timer, and says where the files went; checked, it adds them to the DICOM database (copies,
-through CTK's indexer, as Slicer's DICOM export does), from where the DICOM module sends them to a PACS. A one-line
-InputError is shown in red in the section, anything else in Slicer's error dialog.
+it; with Slicer's own Python the command's process alone gets the private folder of pydicom 3 and highdicom that
+"Install dependencies" fills, :func:`.dicom_export.export_environment`), polls it from a timer, and says where the
+files went; checked, it adds them to the DICOM database (copies, through CTK's indexer, as Slicer's DICOM export
+does), from where the DICOM module sends them to a PACS. A one-line InputError is shown in red in the section,
+anything else in Slicer's error dialog.
 
 Built in code rather than in the .ui, so the module file binds it in one line.
 """
@@ -25,12 +27,25 @@ from slicer.i18n import tr as _
 
 from .. import defaults
 from ..errors import InputError
-from .dicom_export import instance_uids, prepare_dicom_export, read_export, start_dicom_export
+from ..slicer_requirements import dicom_packages_folder
+from .dicom_export import (
+    export_environment,
+    instance_uids,
+    prepare_dicom_export,
+    read_export,
+    start_dicom_export,
+)
 from .qt_section import PanelSection
 from .review_steps import Parameters
 
 #: Slicer settings key (the user's Slicer.ini) of the output folders used before (the path field's history).
 FOLDER_KEY = "SpinalLesionSeg/DicomFolder"
+
+
+def slicer_dicom_packages_folder() -> Path:
+    """The private folder of pydicom 3 and highdicom (:func:`..slicer_requirements.dicom_packages_folder`) of this
+    Slicer: beside its revision-specific settings and extensions. "Install dependencies" fills it."""
+    return dicom_packages_folder(slicer.app.slicerRevisionUserSettingsFilePath)
 
 
 class DicomSection(PanelSection):
@@ -88,7 +103,8 @@ class DicomSection(PanelSection):
             self.export = prepare_dicom_export(p, self._source_files(p), self.folderEdit.currentPath.strip(),
                                                self.work_dir)
             python = self.logic.worker_python(p)
-            env = None if python == self.logic.default_python else self.logic.external_env
+            env = export_environment(python, self.logic.default_python, self.logic.external_env,
+                                     slicer_dicom_packages_folder())
             self.command, self.output = start_dicom_export(self.export, python, env), []
             self.exportButton.enabled = False
             self._say(_("Exporting to DICOM..."))

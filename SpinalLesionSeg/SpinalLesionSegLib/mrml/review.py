@@ -16,12 +16,13 @@ import slicer
 from ..analysis.candidates import Candidates, find_candidates
 from ..analysis.lesions import LesionAnalysis, analyze_lesions, label_components
 from ..analysis.levels import LevelSource, level_name
-from ..defaults import CANDIDATE_THRESHOLD, CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY
+from ..analysis.outside_cord import with_outside_cord
+from ..defaults import (CANDIDATE_THRESHOLD, CONNECTIVITY, LEVEL_MAX_DISTANCE_MM, LOW_PROBABILITY,
+                        OUTSIDE_CORD_MARGIN_MM)
 from ..errors import InputError
 from ..geometry import set_ijk_to_ras
 from .nodes import node_ijk_to_ras
-from .results import (CORD_SEGMENT_NAME, check_same_grid, cord_with_lesion, node_array, segment_mask,
-                      write_segment_mask)
+from .results import CORD_SEGMENT_NAME, check_same_grid, node_array, segment_mask, write_segment_mask
 from .tables import fill_table
 
 CANDIDATE_COLUMNS = ("id", "volume_mm3", "peak_probability", "mean_probability", "centroid_r_mm", "centroid_a_mm",
@@ -32,6 +33,9 @@ REVIEW_COLUMNS = ("id", "volume_mm3", "mean_probability", "level", "flag", "leng
 LEVEL_REVIEW_COLUMNS = ("levels_spanned", "extensive")
 #: Review columns shown only when the segmentation has a non-empty "Spinal cord" segment.
 CORD_REVIEW_COLUMNS = ("max_damage_ratio",)
+#: Flag of a lesion that does not touch the dilated cord (:mod:`..analysis.outside_cord`), followed by its
+#: distance to the cord: "outside cord (6.0 mm)".
+OUTSIDE_CORD_TEXT = "outside cord"
 #: Text of the ``extensive`` column for a lesion touching three or more vertebral levels (a pointer to NMOSD).
 EXTENSIVE_TEXT = "3+ levels"
 
@@ -47,22 +51,28 @@ def grid_image(reference_volume: slicer.vtkMRMLVolumeNode) -> sitk.Image:
 def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
                     reference_volume: slicer.vtkMRMLVolumeNode, *,
                     soft_node: slicer.vtkMRMLScalarVolumeNode | None = None, levels: LevelSource | None = None,
-                    cord_segment_id: str | None = None,
-                    max_distance_mm: float = LEVEL_MAX_DISTANCE_MM) -> LesionAnalysis:
+                    cord_segment_id: str | None = None, max_distance_mm: float = LEVEL_MAX_DISTANCE_MM,
+                    outside_cord_margin_mm: float = OUTSIDE_CORD_MARGIN_MM) -> LesionAnalysis:
     """Run :func:`..analysis.lesions.analyze_lesions` on a segment (the user's current, corrected version) on the
     reference volume's grid, with the soft map (same grid) and the cord segment when given.
 
     The cord is the cord segment plus the lesion (:func:`.results.cord_mask`: segments here do not overlap, so the
     cord segment alone has holes where the lesions are, which would shrink cord areas and shift its centroids).
+    With a non-empty cord segment the lesions are also judged by the outside-cord rule against the cord segment
+    alone (:func:`..analysis.outside_cord.with_outside_cord`, margin in mm): the cord plus the lesion would let
+    every lesion touch it.
     """
     mask = segment_mask(segmentation, segment_id, reference_volume)
     soft = None
     if soft_node is not None:
         check_same_grid(soft_node, reference_volume)
         soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
-    cord = cord_with_lesion(segmentation, cord_segment_id, mask, reference_volume) if cord_segment_id else None
-    return analyze_lesions(mask, grid_image(reference_volume), soft=soft, levels=levels, cord=cord,
-                           max_distance_mm=max_distance_mm)
+    cord = segment_mask(segmentation, cord_segment_id, reference_volume) if cord_segment_id else None
+    cord = cord if cord is not None and cord.any() else None
+    grid = grid_image(reference_volume)
+    analysis = analyze_lesions(mask, grid, soft=soft, levels=levels, cord=None if cord is None else cord | mask,
+                               max_distance_mm=max_distance_mm)
+    return with_outside_cord(analysis, cord, grid.GetSpacing()[::-1], outside_cord_margin_mm)
 
 
 def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
@@ -70,12 +80,15 @@ def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRML
                         levels: LevelSource | None = None, low_probability: float = LOW_PROBABILITY,
                         table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
     """A table node with one row per lesion: id, volume (mm3), mean probability, primary level (empty without a
-    level source), flag (``"check"`` when the mean probability is below ``low_probability``), length (mm, along
+    level source), flag (``"check"`` when the mean probability is below ``low_probability``; ``"outside cord (D
+    mm)"`` when it does not touch the cord segment dilated by the outside-cord margin, D its distance to the cord in
+    mm), length (mm, along
     the cord centreline when the segmentation has a "Spinal cord" segment, else superior-inferior), and centroid
     (RAS mm). With a level source, also the levels the lesion touches and ``extensive`` (:data:`EXTENSIVE_TEXT`
     at three or more, which points to NMOSD rather than MS); with a non-empty cord segment, the maximum axial
     damage ratio (lesion area / cord area, 0..1). Rows run from the least to the most probable lesion, so the
-    doubtful ones come first; the ``id`` column names the lesion (the statistics' numbering), whatever its row.
+    doubtful ones come first; the ``id`` column names the lesion (the statistics'
+    numbering), whatever its row.
 
     Pass ``table`` to refresh an existing node in place (the panel keeps showing the same node).
     """
@@ -83,11 +96,15 @@ def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRML
     analysis = analyze_segment(segmentation, segment_id, reference_volume, soft_node=soft_node, levels=levels,
                                cord_segment_id=cord_id)
     rows = []
+    outside = analysis.outside_cord
     for lesion in analysis.lesions:
         mean = lesion.soft_volume_mm3 / lesion.volume_mm3
+        flags = (["check"] if mean < low_probability else []) + (
+            [f"{OUTSIDE_CORD_TEXT} ({outside.distances_mm[lesion.id]:.1f} mm)"]
+            if outside is not None and outside.is_outside(lesion.id) else [])
         rows.append(dict(zip(REVIEW_COLUMNS, (
             lesion.id, lesion.volume_mm3, mean, level_name(lesion.primary_level) if levels is not None else "",
-            "check" if mean < low_probability else "", lesion.length_mm, *lesion.centroid_ras))) | {
+            ", ".join(flags), lesion.length_mm, *lesion.centroid_ras))) | {
             "levels_spanned": lesion.levels_spanned,
             "extensive": EXTENSIVE_TEXT if lesion.longitudinally_extensive else "",
             "max_damage_ratio": lesion.max_damage_ratio})
