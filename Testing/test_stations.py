@@ -86,3 +86,29 @@ def test_incomplete_or_mixed_inputs_are_one_line_errors(exam: dict) -> None:
     inner = exam["image"][:, 22:30, :]
     with pytest.raises(InputError, match="hidden by the others"):
         merge_stations([labelled[0], labelled[1], Station(inner, exam["lesion"][:, 22:30, :], "inner")])
+
+
+def test_stats_takes_the_stations_of_one_exam(exam: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``stats --lesion A B --cord ... --levels ...`` writes the whole image's levels.csv from two station files."""
+    import csv
+
+    from SpinalLesionSegLib.cli.app import main
+
+    files: dict[str, list[str]] = {"lesion": [], "cord": [], "levels": [], "soft": []}
+    for number, station in enumerate(_stations(exam, False), start=1):
+        for role, array in (("lesion", station.lesion.astype(np.uint8)), ("cord", station.cord.astype(np.uint8)),
+                            ("levels", image_to_array(station.levels.regions)), ("soft", station.soft)):
+            path = tmp_path / f"station{number}_{role}.nii.gz"
+            sitk.WriteImage(array_to_image(array, station.image), str(path))
+            files[role].append(str(path))
+    args = [arg for role, paths in files.items() for arg in (f"--{role}", *paths)]
+    assert main(["stats", *args, "-o", str(tmp_path / "out")]) == 0
+    with (tmp_path / "out" / "levels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    whole = _table(exam["lesion"], exam["image"], exam["soft"], exam["cord"],
+                   LevelSource("cord_labels", Path("labels"), regions=array_to_image(exam["labels"], exam["image"])))
+    assert [(r["level"], int(r["lesion_count"]), float(r["volume_mm3"])) for r in rows] == \
+        [(r["level"], r["lesion_count"], r["volume_mm3"]) for r in whole]
+    assert (tmp_path / "out" / "stations_lesion_label.nii.gz").is_file()
+    assert main(["stats", *args[:3], "--cord", files["cord"][0], "-o", str(tmp_path / "bad")]) == 2
+    assert "--cord gives 1 file(s) for 2 stations" in capsys.readouterr().err

@@ -42,8 +42,10 @@ from ..plausibility import looks_like_image
 from ..result_set import ResultSet
 from .lesions import LesionAnalysis, analyze_lesions
 from .level_sources import AUTO, load_level_source
-from .outside_cord import RULE, with_outside_cord
 from .levels import MAX_LEVEL, UNASSIGNED, LevelSource, level_name
+from .outside_cord import RULE, with_outside_cord
+
+PathLike = str | os.PathLike[str]
 
 #: Tolerance on soft-map values outside 0..1 (float32 rounding of an ensemble mean).
 SOFT_TOLERANCE = 1e-6
@@ -123,14 +125,8 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
     With a cord, lesions that do not touch it dilated by ``outside_cord_margin_mm`` (mm) are flagged."""
     if restrict_to_cord and cord_path is None:
         raise InputError(None, "restricting lesions to the cord needs a cord mask (--cord)")
-    reference = read_mask(lesion_path)
-    mask = image_to_array(reference) != 0
-    name = "the lesion mask"
-    soft = read_soft(soft_path, reference, name, resample=resample) if soft_path else None
-    cord = read_mask_on(cord_path, reference, name, resample=resample) if cord_path else None
-    source = load_level_source(levels_path, levels_kind) if levels_path else None
-    if source is not None and source.regions is not None and not same_grid(source.regions, reference):
-        resample_to_grid(source.regions, reference, source.path, name, allow=resample)  # refused unless allowed
+    reference, mask, soft, cord, source = read_stats_inputs(lesion_path, soft_path, cord_path, levels_path,
+                                                            levels_kind, resample)
     analysis = analyze_lesions(mask, reference, soft=soft, levels=source, max_distance_mm=max_distance_mm,
                                cord=cord, restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
                                connectivity=connectivity, min_size_mm3=min_size_mm3)
@@ -143,6 +139,21 @@ def run_stats(lesion_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
                                 for role, path in inputs.items() if path},
                         restrict_to_cord=restrict_to_cord, cord_dilation_mm=cord_dilation_mm,
                         min_size_mm3=min_size_mm3, max_distance_mm=max_distance_mm)
+
+
+def read_stats_inputs(lesion_path: PathLike, soft_path: PathLike | None, cord_path: PathLike | None,
+                      levels_path: PathLike | None, levels_kind: str, resample: bool
+                      ) -> tuple[sitk.Image, np.ndarray, np.ndarray | None, np.ndarray | None, LevelSource | None]:
+    """The lesion mask's grid and ``[k, j, i]`` arrays (mask, soft map, cord) and the level source, checked as
+    ``stats`` checks them: the soft map, cord and a levels image on the mask's grid unless ``resample``."""
+    reference = read_mask(lesion_path)
+    name = "the lesion mask"
+    soft = read_soft(soft_path, reference, name, resample=resample) if soft_path else None
+    cord = read_mask_on(cord_path, reference, name, resample=resample) if cord_path else None
+    source = load_level_source(levels_path, levels_kind) if levels_path else None
+    if source is not None and source.regions is not None and not same_grid(source.regions, reference):
+        resample_to_grid(source.regions, reference, source.path, name, allow=resample)  # refused unless allowed
+    return reference, image_to_array(reference) != 0, soft, cord, source
 
 
 def write_report(analysis: LesionAnalysis, reference: sitk.Image, out_dir: str | os.PathLike[str], stem: str, *,

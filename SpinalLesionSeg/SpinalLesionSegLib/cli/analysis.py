@@ -30,14 +30,18 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
         commands, "stats", _cmd_stats, help="lesion counts and volumes (mm3) per lesion and per vertebral level",
         description="Count the lesions of a mask (connected components) and measure each one: volume, soft "
         "volume, centroid, superior-inferior extent and vertebral levels. Writes lesions.csv, levels.csv, "
-        "summary.json and <stem>_lesion_label.nii.gz into OUTDIR. Rules: docs/conventions.md.")
-    stats.add_argument("--lesion", required=True, metavar="MASK", help="binary lesion mask (NIfTI/NRRD)")
-    stats.add_argument("--soft", metavar="SOFT", help="soft map (probabilities 0..1) for soft volumes")
-    stats.add_argument("--levels", metavar="FILE", help="vertebral levels: SCT labelled cord, TotalSpineSeg "
-                       "output, SCT disc points, or a Slicer .mrk.json point list naming discs")
+        "summary.json and <stem>_lesion_label.nii.gz into OUTDIR. Several --lesion masks are the stations of one "
+        "exam (cervical, thoracic...): one table for the patient, the overlap counted once (stations_lesion_label"
+        ".nii.gz on their union grid); give --soft, --cord and --levels once per station, in the same order. Rules: "
+        "docs/conventions.md.")
+    stats.add_argument("--lesion", required=True, nargs="+", metavar="MASK",
+                       help="binary lesion mask (NIfTI/NRRD); several: the stations of one exam")
+    stats.add_argument("--soft", nargs="+", metavar="SOFT", help="soft map (probabilities 0..1) for soft volumes")
+    stats.add_argument("--levels", nargs="+", metavar="FILE", help="vertebral levels: SCT labelled cord, "
+                       "TotalSpineSeg output, SCT disc points, or a Slicer .mrk.json point list naming discs")
     stats.add_argument("--levels-kind", default=AUTO, choices=(AUTO, *KINDS),
                        help="kind of --levels (default: detected from the file)")
-    stats.add_argument("--cord", metavar="CORD", help="spinal cord mask: centreline for disc points and for each "
+    stats.add_argument("--cord", nargs="+", metavar="CORD", help="spinal cord mask: centreline for disc points and for each "
                        "lesion's length, area and width, its damage ratio, the volume outside the cord, and the "
                        "lesion load (%% of cord volume) per level")
     stats.add_argument("--restrict-to-cord", action="store_true",
@@ -56,6 +60,7 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     add_outside_cord_options(stats, drop=False, cord="--cord")
     _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
     _add_output_folder(stats)
+    stats.set_defaults(usage_error=stats.error)
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -129,12 +134,21 @@ def non_negative(text: str) -> float:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from ..analysis.report import run_stats
+    from ..analysis.station_stats import run_station_stats
 
-    outputs = run_stats(args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
-                        levels_kind=args.levels_kind, cord_path=args.cord, restrict_to_cord=args.restrict_to_cord,
-                        cord_dilation_mm=args.cord_dilation, connectivity=args.connectivity,
-                        min_size_mm3=args.min_size, max_distance_mm=args.max_distance, resample=args.resample,
-                        outside_cord_margin_mm=args.outside_cord_margin)
+    options = {"levels_kind": args.levels_kind, "restrict_to_cord": args.restrict_to_cord,
+               "cord_dilation_mm": args.cord_dilation, "connectivity": args.connectivity,
+               "min_size_mm3": args.min_size, "max_distance_mm": args.max_distance, "resample": args.resample,
+               "outside_cord_margin_mm": args.outside_cord_margin}
+    if len(args.lesion) > 1:
+        outputs = run_station_stats(args.lesion, args.output, soft_paths=args.soft or (), cord_paths=args.cord or (),
+                                    levels_paths=args.levels or (), **options)
+    else:
+        single = {name: (getattr(args, name) or [None])[0] for name in ("soft", "levels", "cord")}
+        if any(len(getattr(args, name) or []) > 1 for name in single):
+            args.usage_error("--soft, --cord and --levels take one file each for one --lesion")
+        outputs = run_stats(args.lesion[0], args.output, soft_path=single["soft"], levels_path=single["levels"],
+                            cord_path=single["cord"], **options)
     if line := outside_cord_warning(outputs.summary):
         print(line, file=sys.stderr)
     print("\n".join(level_lines(outputs.summary)))
