@@ -24,11 +24,12 @@ ALLOWED = {
     "analysis": {"base"},
     "inference": {"base", "models", "dicom", "analysis"},
     "dicom": {"base", "analysis"},
+    "anatomy": {"base", "models", "analysis"},
     "phantom": {"base", "analysis"},
     "batch": {"base", "analysis", "inference", "models"},
     "mrml": {"base", "analysis", "inference", "models", "batch", "reporting", "dicom"},
     "reporting": {"base", "analysis", "dicom"},
-    "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting", "dicom"},
+    "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting", "dicom", "anatomy"},
     "worker": {"inference"},
     "__main__": {"cli"},
 }

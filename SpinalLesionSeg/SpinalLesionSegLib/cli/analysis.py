@@ -38,7 +38,8 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
                        help="binary lesion mask (NIfTI/NRRD); several: the stations of one exam")
     stats.add_argument("--soft", nargs="+", metavar="SOFT", help="soft map (probabilities 0..1) for soft volumes")
     stats.add_argument("--levels", nargs="+", metavar="FILE", help="vertebral levels: SCT labelled cord, "
-                       "TotalSpineSeg output, SCT disc points, or a Slicer .mrk.json point list naming discs")
+                       "TotalSpineSeg output, SCT disc points, or a Slicer .mrk.json point list naming discs; 'auto' "
+                       "runs TotalSpineSeg on --image (cached in OUTDIR) and uses its discs and cord")
     stats.add_argument("--levels-kind", default=AUTO, choices=(AUTO, *KINDS),
                        help="kind of --levels (default: detected from the file)")
     stats.add_argument("--cord", nargs="+", metavar="CORD", help="spinal cord mask: centreline for disc points and for each "
@@ -58,6 +59,9 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     from .predict import add_outside_cord_options
 
     add_outside_cord_options(stats, drop=False, cord="--cord")
+    stats.add_argument("--image", metavar="IMG", help="the scan the lesion mask was made from (NIfTI/NRRD): "
+                       "TotalSpineSeg runs on it for --levels auto")
+    add_auto_levels_options(stats)
     _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
     _add_output_folder(stats)
     stats.set_defaults(usage_error=stats.error)
@@ -140,6 +144,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
                "cord_dilation_mm": args.cord_dilation, "connectivity": args.connectivity,
                "min_size_mm3": args.min_size, "max_distance_mm": args.max_distance, "resample": args.resample,
                "outside_cord_margin_mm": args.outside_cord_margin}
+    if args.levels == [AUTO_LEVELS] or args.image is not None:
+        _auto_levels_for_stats(args)
     if len(args.lesion) > 1:
         outputs = run_station_stats(args.lesion, args.output, soft_paths=args.soft or (), cord_paths=args.cord or (),
                                     levels_paths=args.levels or (), **options)
@@ -155,6 +161,57 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     for path in (outputs.lesions_csv, outputs.levels_csv, outputs.summary_json, outputs.label_image):
         print(f"wrote {path}")
     return 0
+
+
+def _auto_levels_for_stats(args: argparse.Namespace) -> None:
+    """``stats --levels auto --image IMG``: replace ``args.levels`` (and ``args.cord`` when none was given, and
+    ``args.levels_kind``) with TotalSpineSeg's cached outputs for the image."""
+    if args.levels != [AUTO_LEVELS] or args.image is None:
+        args.usage_error("--image and --levels auto go together (TotalSpineSeg runs on the image)")
+    if len(args.lesion) > 1:
+        from ..errors import InputError
+
+        raise InputError(None, "--levels auto takes one station for now: run TotalSpineSeg per station with 'stats "
+                               "--levels auto' and give its <stem>_totalspineseg_levels.nii.gz files to --levels")
+    cord = (args.cord or [None])[0]
+    levels, args.levels_kind, cord = auto_levels_inputs(args, args.image, args.output, cord)
+    args.levels, args.cord = [levels], [cord] if cord else None
+
+
+AUTO_LEVELS = "auto"
+#: ``--device`` for TotalSpineSeg: its own choices (no mps); the default leaves the flag out (cuda when available).
+TSS_DEVICES = ("auto", "cuda", "cpu")
+
+
+def add_auto_levels_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``--levels auto`` (``stats``, ``report``): which TotalSpineSeg, and on what device."""
+    parser.add_argument("--totalspineseg", metavar="CMD", help="TotalSpineSeg for --levels auto: its "
+                        "'totalspineseg' command or the Python that has it (default: SPINAL_LESION_SEG_TOTALSPINESEG, "
+                        "else 'totalspineseg' on PATH or beside this Python)")
+    from ..defaults import DEVICE
+
+    parser.add_argument("--device", default=DEVICE, choices=(DEVICE, *TSS_DEVICES[1:]),
+                        help="device TotalSpineSeg runs on for --levels auto (default: cuda when available)")
+
+
+def auto_levels_inputs(args: argparse.Namespace, image: str, out_dir: str, cord: str | None,
+                       series_uids: tuple[str, ...] = ()) -> tuple[str, str, str | None]:
+    """(levels file, its kind, cord mask) from TotalSpineSeg's outputs for ``image`` (cached in ``out_dir``): its
+    discs along the cord when a cord is known (``cord``, else its own), else its vertebrae. One line on stderr
+    says what was used."""
+    from ..anatomy.totalspineseg import auto_levels
+
+    if args.levels_kind != "auto":
+        args.usage_error("--levels-kind does not apply to --levels auto")
+    found = auto_levels(image, out_dir, tool=args.totalspineseg, series_uids=series_uids,
+                        device=None if args.device == TSS_DEVICES[0] else args.device)
+    cord = cord or (str(found.cord) if found.cord else None)
+    levels, kind = found.level_source(cord is not None)
+    print(f"levels: TotalSpineSeg {found.version} ({'cached' if found.reused else 'run now'}, {found.manifest.name})"
+          f": {'its discs along the cord' if kind == 'markups' else 'its vertebrae'}, cord from "
+          f"{'--cord' if cord and cord != str(found.cord) else 'TotalSpineSeg' if cord else 'nowhere'}",
+          file=sys.stderr)
+    return str(levels), kind, cord
 
 
 def outside_cord_warning(summary: dict) -> str | None:

@@ -16,6 +16,9 @@ from typing import TextIO
 from ..defaults import PROG
 from ..models import installer, registry
 
+#: Not a model of our cache: TotalSpineSeg's weights, installed into its own data folder (``--levels auto``).
+TOTALSPINESEG = "totalspineseg"
+
 
 class TerminalProgress:
     """A one-line text progress bar on a terminal, redrawn at most 10 times a second; silent elsewhere."""
@@ -72,6 +75,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    if args.name == TOTALSPINESEG:
+        return _install_totalspineseg(args)
     bar = TerminalProgress()
     already = not args.force and registry.is_installed(args.name)
     try:
@@ -80,6 +85,27 @@ def _cmd_install(args: argparse.Namespace) -> int:
         bar.close()
     print(f"{args.name}: {'already installed' if already else 'installed'} at {folder}"
           + (" (use --force to reinstall)" if already else ""))
+    return 0
+
+
+def _install_totalspineseg(args: argparse.Namespace) -> int:
+    """``models install totalspineseg --from ZIP...``: TotalSpineSeg's weights into its own data folder (it is a
+    separate tool with its own weights layout, not a model of our cache: :mod:`..anatomy.totalspineseg_weights`)."""
+    from ..anatomy.totalspineseg_tool import find_tool, weight_zips
+    from ..anatomy.totalspineseg_weights import install_summary, install_weights
+    from ..errors import InputError
+
+    tool = find_tool()
+    if not args.sources:
+        wanted = ", ".join(url for _, url in weight_zips(tool).values())
+        raise InputError(None, "TotalSpineSeg downloads its weights itself on its first run where GitHub can be "
+                               f"reached; offline, download {wanted} and give them with --from")
+    bar = TerminalProgress()
+    try:
+        install_weights(tool, args.sources, tool.data_dir(), force=args.force, progress=bar)
+    finally:
+        bar.close()
+    print(install_summary(tool, tool.data_dir()))
     return 0
 
 
@@ -129,7 +155,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Install a known model from its release, or offline with --from (a release zip, an unzipped "
                     "nnU-Net trainer folder, or a Dataset folder/zip holding one; repeat --from to merge one zip "
                     "per fold). With a NAME no manifest knows, --from registers any nnU-Net v2 results folder as a "
-                    "custom model under that NAME. Downloads resume where they stopped.",
+                    "custom model under that NAME. Downloads resume where they stopped. 'totalspineseg --from ZIP "
+                    "--from ZIP' installs TotalSpineSeg's two release zips into its data folder (TOTALSPINESEG_DATA, else "
+                    "its package's models folder), checked against a SHA256SUMS file beside them when there is one.",
     )
     install.add_argument("name", metavar="NAME", help="model name (see 'models list'), or a new name for a custom "
                                                       "model")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from .analysis import AUTO_LEVELS, add_auto_levels_options, auto_levels_inputs
 from .predict import add_dicom_options
 
 
@@ -31,7 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--soft", metavar="SOFT", help="soft map (probabilities 0..1): soft-weighted volumes and "
                         "each lesion's mean probability")
     report.add_argument("--levels", metavar="LEVELS", help="vertebral levels: SCT labelled cord, TotalSpineSeg "
-                        "output, SCT disc points, or a Slicer .mrk.json point list naming discs")
+                        "output, SCT disc points, or a Slicer .mrk.json point list naming discs; 'auto' runs "
+                        "TotalSpineSeg on --image (cached in OUTDIR) and uses its discs and cord")
     report.add_argument("--levels-kind", default=AUTO, choices=(AUTO, *KINDS),
                         help="kind of --levels (default: detected from the file)")
     report.add_argument("--cord", metavar="CORD", help="spinal cord mask: the overview's slice, the disc points' "
@@ -44,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--resample", action="store_true",
                         help="resample the image, soft map, cord mask and levels image onto the lesion mask's grid "
                         "(nearest neighbour) when the grids differ; without it a file on another grid is refused")
+    add_auto_levels_options(report)
     add_dicom_options(report, writes="the PDF as report.dcm (Encapsulated PDF in the scan's study)")
     report.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     report.set_defaults(func=_cmd_report, usage_error=report.error)
@@ -57,10 +60,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.writer import make_report
 
     uids = args.series_uid
+    levels, kind, cord = args.levels, args.levels_kind, args.cord
+    if levels == AUTO_LEVELS:
+        levels, kind, cord = auto_levels_inputs(args, args.image, args.output, cord, tuple(uids or ()))
     longitudinal = (compare_for_report(args.baseline_image, args.baseline_lesion, args.image, args.lesion, uids)
                     if args.baseline_image else None)
-    outputs = make_report(args.image, args.lesion, args.output, soft_path=args.soft, levels_path=args.levels,
-                          levels_kind=args.levels_kind, cord_path=args.cord, patient_id=args.patient_id,
+    outputs = make_report(args.image, args.lesion, args.output, soft_path=args.soft, levels_path=levels,
+                          levels_kind=kind, cord_path=cord, patient_id=args.patient_id,
                           longitudinal=longitudinal, resample=args.resample, series_uids=uids,
                           dicom_out=args.dicom_out, uid_root=args.uid_root)
     print("; ".join(f"{label}: {value}" for label, value in totals(outputs.data)))
