@@ -45,11 +45,11 @@ from ..analysis.longitudinal import (CHANGE_COLUMNS, CLASSES, ComparisonOutputs,
 from ..analysis.registration import to_baseline
 from ..analysis.report import soft_values
 from ..errors import InputError
-from ..image_io import array_to_image, atomic_destination, write_image
+from ..image_io import array_to_image, write_image
 from ..outputs import writable_folder
 from ..reporting.change import CHANGE_CLASSES
 from ..validation import validate_image
-from .nodes import image_from_volume_node
+from .nodes import image_from_volume_node, write_with_storage
 from .results import (add_empty_segment, check_same_grid, cord_mask, lesion_segment_id, segment_mask,
                       write_segment_mask)
 from .review_steps import Parameters
@@ -257,18 +257,10 @@ def _write_levels(node: slicer.vtkMRMLNode, folder: Path) -> Path:
     ``.mrk.json`` written by Slicer's own markups storage node (node coordinates, as the panel reads them)."""
     if not node.IsA("vtkMRMLMarkupsFiducialNode"):
         return write_image(image_from_volume_node(node), _input_path(folder, "levels", node))
-    target = _input_path(folder, "levels", node, ".mrk.json")
-    scene = node.GetScene()
     storage = slicer.vtkMRMLMarkupsJsonStorageNode()  # slicer-core does not register it for AddNewNodeByClass
-    scene.AddNode(storage)
-    try:
-        with atomic_destination(target, suffix=".partial.mrk.json") as tmp:
-            storage.SetFileName(str(tmp))
-            if not storage.WriteData(node):
-                raise OSError(f"{target}: Slicer could not write the point list {node.GetName()!r}")
-    finally:
-        scene.RemoveNode(storage)
-    return target
+    node.GetScene().AddNode(storage)
+    return write_with_storage(storage, node, _input_path(folder, "levels", node, ".mrk.json"), ".partial.mrk.json",
+                              f"the point list {node.GetName()!r}")
 
 
 def _node_inputs(p: Parameters, previous_volume: slicer.vtkMRMLScalarVolumeNode,

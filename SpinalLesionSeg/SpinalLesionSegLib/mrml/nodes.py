@@ -184,15 +184,21 @@ def save_segmentation(segmentation: slicer.vtkMRMLSegmentationNode, path: str | 
     target = Path(path)
     if not target.name.endswith(".seg.nrrd"):
         raise ValueError(f"{target}: a segmentation file must end with .seg.nrrd")
-    scene = segmentation.GetScene()
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage = segmentation.GetScene().AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    return write_with_storage(storage, segmentation, target, ".partial.seg.nrrd", "the segmentation")
+
+
+def write_with_storage(storage: slicer.vtkMRMLStorageNode, node: slicer.vtkMRMLNode, target: Path, suffix: str,
+                       what: str) -> Path:
+    """Write ``node`` with ``storage`` (a storage node already in the scene, removed afterwards) to ``target``
+    atomically: under a temporary name ending with ``suffix`` (its extension picks the format), then renamed."""
     try:
-        with atomic_destination(target, suffix=".partial.seg.nrrd") as tmp:
+        with atomic_destination(target, suffix=suffix) as tmp:
             storage.SetFileName(str(tmp))
-            if not storage.WriteData(segmentation):
-                raise OSError(f"{target}: Slicer could not write the segmentation")
+            if not storage.WriteData(node):
+                raise OSError(f"{target}: Slicer could not write {what}")
     finally:
-        scene.RemoveNode(storage)
+        node.GetScene().RemoveNode(storage)
     return target
 
 
