@@ -53,7 +53,7 @@ from .nodes import image_from_volume_node, write_with_storage
 from .results import (add_empty_segment, check_same_grid, cord_mask, lesion_segment_id, segment_mask,
                       write_segment_mask)
 from .review_steps import Parameters
-from .statistics import _owned_node
+from .statistics import owned_node
 from .tables import fill_table
 
 if TYPE_CHECKING:
@@ -107,10 +107,10 @@ def compare_with_previous(scene: slicer.vtkMRMLScene, p: Parameters,
     result = compare_scans(before, before_lesion, image, lesion, followup_soft=soft, baseline_cord=before_cord,
                            followup_cord=cord, followup_source=volume.GetName())
     name = f"{volume.GetName()} since {previous_volume.GetName()}"
-    table = _owned_node(scene, p.segmentation, TABLE_ROLE, "vtkMRMLTableNode", name)
+    table = owned_node(scene, p.segmentation, TABLE_ROLE, "vtkMRMLTableNode", name)
     table.SetName(f"{name}: lesion changes")
     fill_table(table, CHANGE_COLUMNS, change_rows(result))
-    segmentation = _owned_node(scene, p.segmentation, SEGMENTATION_ROLE, "vtkMRMLSegmentationNode", name)
+    segmentation = owned_node(scene, p.segmentation, SEGMENTATION_ROLE, "vtkMRMLSegmentationNode", name)
     segmentation.SetName(f"{name}: changes")
     fill_change_segmentation(segmentation, class_masks(result, before, image), volume)
     outputs = None

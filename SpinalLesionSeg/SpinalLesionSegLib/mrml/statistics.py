@@ -40,7 +40,7 @@ class StatisticsNodes:
     chart_table: slicer.vtkMRMLTableNode
 
 
-def _owned_node(scene: slicer.vtkMRMLScene, owner: slicer.vtkMRMLNode | None, role: str, node_class: str,
+def owned_node(scene: slicer.vtkMRMLScene, owner: slicer.vtkMRMLNode | None, role: str, node_class: str,
                 name: str) -> slicer.vtkMRMLNode:
     """The node ``owner`` references under ``role`` (reused, so recomputing does not pile up nodes), or a new one
     that it then references; a new node every time without an owner."""
@@ -62,23 +62,23 @@ def statistics_nodes(scene: slicer.vtkMRMLScene, analysis: LesionAnalysis, sourc
     The chart reads its own small table (``level_order`` 1..n as X, ``level`` as bar labels, ``volume_mm3`` as Y):
     a scatter-bar series needs a numeric X column, and levels.csv has none.
     """
-    lesions = _owned_node(scene, owner, "LesionStatistics", "vtkMRMLTableNode", f"{name} lesion statistics")
+    lesions = owned_node(scene, owner, "LesionStatistics", "vtkMRMLTableNode", f"{name} lesion statistics")
     fill_table(lesions, LESION_COLUMNS, lesion_rows(analysis, with_cord))
     level_rows = level_table(analysis, source)
-    levels = _owned_node(scene, owner, "LevelStatistics", "vtkMRMLTableNode", f"{name} level statistics")
+    levels = owned_node(scene, owner, "LevelStatistics", "vtkMRMLTableNode", f"{name} level statistics")
     fill_table(levels, LEVEL_COLUMNS, level_rows)
-    chart_table = _owned_node(scene, owner, "VolumePerLevelTable", "vtkMRMLTableNode", f"{name} volume per level")
+    chart_table = owned_node(scene, owner, "VolumePerLevelTable", "vtkMRMLTableNode", f"{name} volume per level")
     fill_table(chart_table, ("level_order", "level", "volume_mm3"),
                 [{"level_order": n, "level": row["level"], "volume_mm3": row["volume_mm3"]}
                  for n, row in enumerate(level_rows, start=1)])
-    series = _owned_node(scene, owner, "VolumePerLevelSeries", "vtkMRMLPlotSeriesNode", f"{name} lesion volume")
+    series = owned_node(scene, owner, "VolumePerLevelSeries", "vtkMRMLPlotSeriesNode", f"{name} lesion volume")
     series.SetAndObserveTableNodeID(chart_table.GetID())
     series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatterBar)
     series.SetXColumnName("level_order")
     series.SetYColumnName("volume_mm3")
     series.SetLabelColumnName("level")
     series.SetColor(0.9, 0.15, 0.15)
-    chart = _owned_node(scene, owner, "VolumePerLevelChart", "vtkMRMLPlotChartNode", f"{name} volume per level")
+    chart = owned_node(scene, owner, "VolumePerLevelChart", "vtkMRMLPlotChartNode", f"{name} volume per level")
     chart.RemoveAllPlotSeriesNodeIDs()
     chart.AddAndObservePlotSeriesNodeID(series.GetID())
     chart.SetTitle("Lesion volume per vertebral level")
