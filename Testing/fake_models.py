@@ -130,3 +130,27 @@ def claim_sizes(path: Path, sizes: dict[str, int]) -> Path:
         offset += 46 + name_length + extra_length + comment_length
     path.write_bytes(bytes(data))
     return path
+
+
+#: The project's bundled demo model: a real nnU-Net v2 results folder (two folds, real weights).
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "SpinalLesionSeg" / "Resources" / "Models" / "demo"
+#: SCT's padding keys of crop_metadata.json (mm), with made-up values.
+CROP_PADS = {"pad_left": 4.0, "pad_right": 5.0, "pad_posterior": 6.0, "pad_anterior": 7.0, "pad_inferior": 8.0,
+             "pad_superior": 9.0}
+
+
+def cord_model_files(prefix: str = "", *, crop_pads: dict | None = None) -> dict[str, bytes]:
+    """A real cord-only nnU-Net model (relative path -> bytes): the demo model's plans and weights with its one
+    foreground label renamed ``sc`` (as the contrast-agnostic cord model's dataset.json), so that its output is
+    read as the spinal cord; with ``crop_pads`` a ``crop_metadata.json`` at the root, as SCT's cropped releases
+    ship it. The network is the demo's: what it calls cord is what the demo finds, so the tests check the
+    two-stage plumbing, not cord quality."""
+    dataset = json.loads((DEMO_MODEL / "dataset.json").read_text())
+    dataset.update(labels={"background": 0, "sc": 1}, name="FakeCordOnly")
+    files = {f"{prefix}dataset.json": json.dumps(dataset).encode(),
+             f"{prefix}plans.json": (DEMO_MODEL / "plans.json").read_bytes()}
+    for checkpoint in sorted(DEMO_MODEL.glob("fold_*/checkpoint_final.pth")):
+        files[f"{prefix}{checkpoint.parent.name}/checkpoint_final.pth"] = checkpoint.read_bytes()
+    if crop_pads is not None:
+        files["crop_metadata.json"] = json.dumps(crop_pads).encode()
+    return files

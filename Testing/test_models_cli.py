@@ -41,7 +41,8 @@ def test_models_workflow(run, tmp_path: Path) -> None:
     assert listing.returncode == 0, listing.stderr
     assert {entry["name"]: entry["installed"] for entry in json.loads(listing.stdout)
             if entry["kind"] == "published"} == dict.fromkeys(
-        ["lesion_ms", "lesion_ms_cropped", "lesion_ms_axial_t2", "lesion_ms_mp2rage"], False)
+        ["lesion_ms", "lesion_ms_cropped", "lesion_ms_axial_t2", "lesion_ms_mp2rage", "cord_contrast_agnostic"],
+        False)
 
     source = write_tree(tmp_path / "Dataset101_Fake", trainer_files((0, 1), prefix="nnUNetTrainer__P__3d_fullres/"))
     installed = run("install", "mine", "--from", str(source))

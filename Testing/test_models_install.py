@@ -283,7 +283,8 @@ def test_missing_bundled_demo_gives_a_clear_error(tmp_path: Path, monkeypatch: p
 
 
 def test_manifests_are_complete() -> None:
-    assert set(MANIFESTS) == {"lesion_ms", "lesion_ms_cropped", "lesion_ms_axial_t2", "lesion_ms_mp2rage", "demo"}
+    assert set(MANIFESTS) == {"lesion_ms", "lesion_ms_cropped", "lesion_ms_axial_t2", "lesion_ms_mp2rage", "demo",
+                              "cord_contrast_agnostic"}
     for manifest in MANIFESTS.values():
         assert manifest.bundled == (not manifest.archives)
         assert manifest.contrasts and manifest.citation and manifest.licence

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
+from ..models.manifests import CORD_MODEL
 
 
 class ProgressBar:
@@ -89,6 +90,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.roi_margin < 0:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
+    if args.roi == "auto" and args.roi_mask:
+        raise InputError(None, "--roi auto finds the cord itself: give it without --roi-mask")
     check_distinct_names(args.images, args.series_uid)  # before the model is loaded
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
@@ -98,7 +101,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
               roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
               dicom_out=args.dicom_out, uid_root=args.uid_root, drop_outside_cord=args.drop_outside_cord,
-              outside_cord_margin_mm=args.outside_cord_margin)
+              outside_cord_margin_mm=args.outside_cord_margin, roi_auto=args.roi == "auto",
+              cord_model=args.cord_model)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
@@ -109,7 +113,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             continue
         for warning in result["warnings"]:
             print(f"{defaults.PROG}: warning: {warning}", file=sys.stderr)
-        print(f"{case[0]}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
+        if "cord_voxels" in result:
+            print(f"{case[0]}: {result['cord_voxels']} cord voxels -> {result['outputs']['sc_seg']}")
+        else:
+            print(f"{case[0]}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
     return 2 if failures else 0
 
 
@@ -178,9 +185,11 @@ def register(commands: Any) -> None:
     predict = commands.add_parser(
         "predict", help="segment MS lesions in images with an nnU-Net model",
         description="Segment MS lesions. Writes per input <stem>_lesion_seg.nii.gz (uint8), "
-        "<stem>_lesion_soft.nii.gz (float32 probability), <stem>_sc_seg.nii.gz (region-based models) and the "
-        "sidecar <stem>_lesion_seg.json, all on the input's grid; for DICOM input also <stem>_lesion_seg.dcm and "
-        "<stem>_lesion_soft.dcm (DICOM SEG). For a model with several input channels, give "
+        "<stem>_lesion_soft.nii.gz (float32 probability), <stem>_sc_seg.nii.gz (region-based models, --roi auto) "
+        "and the sidecar <stem>_lesion_seg.json, all on the input's grid (a cord-only model such as "
+        "cord_contrast_agnostic: <stem>_sc_seg.nii.gz, <stem>_sc_soft.nii.gz and <stem>_sc_seg.json); for DICOM "
+        "input also <stem>_lesion_seg.dcm and <stem>_lesion_soft.dcm (DICOM SEG). For a model with several input "
+        "channels, give "
         "the images of each case consecutively.")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                          help="NIfTI or NRRD image(s), or folder(s) of DICOM files (one series each, or --series-uid)")
@@ -190,6 +199,11 @@ def register(commands: Any) -> None:
                       "and a preview series next to the NIfTI outputs")
     predict.add_argument("--roi-mask", type=Path, metavar="CORD_MASK",
                          help="run only in the bounding box of this mask (e.g. a cord segmentation) plus a margin")
+    predict.add_argument("--roi", choices=["auto"], metavar="auto",
+                         help="crop to cord, automatically: find the cord first (the model's own cord output, else "
+                         "the cord model, --cord-model), use it as --roi-mask and write it as <stem>_sc_seg.nii.gz")
+    predict.add_argument("--cord-model", metavar="NAME_OR_FOLDER",
+                         help=f"the cord model --roi auto runs (default {CORD_MODEL}; installed with 'models install')")
     predict.add_argument("--roi-margin", type=float, default=defaults.ROI_MARGIN_MM, metavar="MM",
                          help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained "
                          "on crops use their own crop margins instead (crop_metadata.json, or the model's documented "

@@ -5,13 +5,17 @@ Outputs per case (``<stem>`` = the first input's file name without its extension
 
 * ``<stem>_lesion_seg.nii.gz``  -- uint8 0/1 lesion mask
 * ``<stem>_lesion_soft.nii.gz`` -- float32 mean lesion probability over folds, in [0, 1]
-* ``<stem>_sc_seg.nii.gz``      -- uint8 0/1 spinal cord mask (region-based models only)
+* ``<stem>_sc_seg.nii.gz``      -- uint8 0/1 spinal cord mask (region-based models, and ``--roi auto``: the cord the
+  ROI came from, :mod:`.cord_stage`)
 * ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, orientation, ROI,
   contrast hint, the lesions outside the cord (``outside_cord``, :func:`outside_cord_record`), timings, software
   version, BIDS-style ``GeneratedBy``.
 * for a DICOM input (a folder; ``<stem>`` = the series' readable name) also the DICOM outputs
   (:mod:`..dicom.export`): ``<stem>_lesion_seg.dcm`` and ``<stem>_lesion_soft.dcm`` (SEG), ``<stem>_lesion_sr.dcm``
   (structured report) and ``<stem>_preview_N.dcm`` (secondary capture).
+
+A cord-only model (``cord_contrast_agnostic``) writes ``<stem>_sc_seg.nii.gz`` (its largest component, as SCT),
+``<stem>_sc_soft.nii.gz`` (float32 mean cord probability) and the sidecar ``<stem>_sc_seg.json`` instead.
 
 They are published as one set (:mod:`..result_set`): staged under hidden temporary names, then renamed into place
 with the sidecar last, under a journal that the next run rolls forward if this one is killed; so a folder holds the
@@ -47,15 +51,18 @@ from ..plausibility import (
     roi_mask_fit,
 )
 from ..result_set import ResultSet, recover
-from .predictor import LoadedModel, Prediction, Progress
+from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
+from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
 #: The progress fraction at which a case starts writing its outputs (the "write" stage).
 WRITE_FRACTION = 0.97
+#: The progress fraction at which ``--roi auto``'s cord model hands over to the lesion model.
+CORD_FRACTION = 0.3
 CODE_URL = "https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg"
 #: The sources of the cord the outside-cord rule measures from, as the warnings name them.
-CORD_SOURCES = {"roi_mask": "the given cord mask", "model": "the model's cord"}
+CORD_SOURCES = {"roi_mask": "the given cord mask", "model": "the model's cord", "cord_model": "the cord model's cord"}
 #: What each ensemble rule means, written into the sidecar.
 ENSEMBLE_DEFINITIONS = {
     "mean": "binary = mean lesion probability over folds >= threshold",
@@ -90,7 +97,8 @@ def result_settings(job: Job) -> dict[str, Any]:
             "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
             "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
             "series_uids": job.series_uids, "dicom_out": job.dicom_out,
-            "drop_outside_cord": job.drop_outside_cord, "outside_cord_margin_mm": job.outside_cord_margin_mm}
+            "drop_outside_cord": job.drop_outside_cord, "outside_cord_margin_mm": job.outside_cord_margin_mm,
+            **({"roi_auto": True, "cord_model": job.cord_model} if job.roi_auto else {})}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
@@ -105,7 +113,11 @@ def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> lis
     return [paths[i:i + n_channels] for i in range(0, len(paths), n_channels)]
 
 
-def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
+def output_paths(out_dir: Path, stem: str, cord_only: bool = False) -> dict[str, Path]:
+    """The files of a case (a cord-only model's when ``cord_only``), by role; the sidecar is written last."""
+    if cord_only:
+        return {"sc_seg": out_dir / f"{stem}_sc_seg.nii.gz", "sc_soft": out_dir / f"{stem}_sc_soft.nii.gz",
+                "sidecar": out_dir / f"{stem}_sc_seg.json"}
     return {
         "lesion_seg": out_dir / f"{stem}_lesion_seg.nii.gz",
         "lesion_soft": out_dir / f"{stem}_lesion_soft.nii.gz",
@@ -122,56 +134,88 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
     report = progress or (lambda stage, fraction: None)
-    paths = output_paths(writable_folder(job.output_dir), input_stem(inputs[0], job.series_uids))
+    cord_only = model.task == "cord"
+    paths = output_paths(writable_folder(job.output_dir), input_stem(inputs[0], job.series_uids), cord_only)
     recover(paths["sidecar"])  # a killed run's half-published set is completed before it is judged
     check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
-    dicom = wants_dicom(job.dicom_out, inputs[0])
+    dicom = wants_dicom(job.dicom_out, inputs[0]) and not cord_only
     images, contrast, warnings = _read_case(model, inputs, job, info)
-    roi = _case_roi(job, info, model.name, images[0], warnings)
     read_seconds = time.perf_counter() - started
 
-    prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
-                               progress=_before_writing(report))
-    prediction, outside = outside_cord_record(prediction, job, images[0], warnings)
+    prediction, roi, stage = _predict(model, images, job, info, warnings, report)
+    outside: dict[str, Any] | None = None
+    if not cord_only:
+        cord_source = "cord_model" if stage and stage["source"] == "cord model" else "model"
+        prediction, outside = outside_cord_record(prediction, job, images[0], warnings, cord_source)
 
     report("write", WRITE_FRACTION)
     write_started = time.perf_counter()
     roles = {r: p for r, p in paths.items() if r != "sidecar"}
+    outputs = (("sc_seg", prediction.cord), ("sc_soft", prediction.cord_soft)) if cord_only else (
+        ("lesion_seg", prediction.binary), ("lesion_soft", prediction.soft), ("sc_seg", prediction.cord))
     with ResultSet(paths["sidecar"], roles, overwrite=job.overwrite) as result_set:
-        for role, image in (("lesion_seg", prediction.binary), ("lesion_soft", prediction.soft),
-                            ("sc_seg", prediction.cord)):
+        for role, image in outputs:
             if image is not None:
                 result_set.stage_image(role, image)
         dicom_uids = _stage_dicom(result_set, job, inputs[0], images[0], prediction, model, info) if dicom else None
         timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
                    "model_load_s": model.load_seconds}
         sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, result_set, timings)
-        sidecar["dicom_outputs"], sidecar["outside_cord"] = dicom_uids, outside
+        sidecar["dicom_outputs"], sidecar["outside_cord"], sidecar["cord_stage"] = dicom_uids, outside, stage
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
+    counted = prediction.cord if cord_only else prediction.binary
     return {"inputs": [str(p) for p in inputs], "outputs": {role: str(path) for role, path in published.items()},
             "timings_s": sidecar["timings_s"], "device": sidecar["device"], "warnings": warnings,
-            "outside_cord": outside["lesions"],
-            "lesion_voxels": int(sitk.GetArrayViewFromImage(prediction.binary).sum())}
+            "outside_cord": outside["lesions"] if outside else None,
+            ("cord_voxels" if cord_only else "lesion_voxels"): int(sitk.GetArrayViewFromImage(counted).sum())}
 
 
-def _before_writing(report: Progress) -> Progress:
-    """The predictor's progress squeezed below WRITE_FRACTION (its "done" dropped): the case is done only once
-    its outputs are published."""
+def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[str, Any], warnings: list[str],
+             report: Progress) -> tuple[Prediction, Box | None, dict[str, Any] | None]:
+    """Run the model with the job's ROI (the one rule, :func:`_case_roi`); for ``--roi auto`` first the cord stage
+    (:mod:`.cord_stage`): the lesion model's own cord, else the cord model's. A cord-only model keeps its largest
+    cord component and, trained on crops and given no ROI, runs on sc-crop's box. Returns the prediction, its ROI
+    and the cord stage's record (None without ``--roi auto``)."""
+    source = auto_cord_source(model) if job.roi_auto else None
+    stage, lesion_report = None, _scaled(report, 0.0, WRITE_FRACTION)
+    if source == "cord model":
+        stage = run_cord_model(job.cord_model, job.device, model.name, images[0],
+                               _scaled(report, 0.0, CORD_FRACTION, "cord: "))
+        lesion_report = _scaled(report, CORD_FRACTION, WRITE_FRACTION)
+    roi = _case_roi(job, info, model, images[0], warnings, stage.cord if stage else None)
+    if model.task == "cord":
+        roi = cord_model_roi(model, images[0], roi)
+    prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
+                               progress=lesion_report)
+    if model.task == "cord":
+        return largest_cord(prediction), roi, None
+    if source == "own":
+        prediction, roi, record = own_cord_roi(prediction, images[0], job.roi_margin_mm, model)
+        return prediction, roi, record
+    if stage is not None:
+        return replace(prediction, cord=stage.cord), roi, {**stage.record, "roi": roi.as_dict() if roi else None}
+    return prediction, roi, None
+
+
+def _scaled(report: Progress, low: float, high: float, prefix: str = "") -> Progress:
+    """A predictor's progress squeezed into ``low``..``high`` (its "done" dropped: the case is done only once its
+    outputs are published), its stages prefixed."""
     def scaled(stage: str, fraction: float) -> None:
         if stage != "done":
-            report(stage, fraction * WRITE_FRACTION)
+            report(prefix + stage, low + fraction * (high - low))
     return scaled
 
 
-def outside_cord_record(prediction: Prediction, job: Job, image: sitk.Image, warnings: list[str]
-                        ) -> tuple[Prediction, dict[str, Any]]:
+def outside_cord_record(prediction: Prediction, job: Job, image: sitk.Image, warnings: list[str],
+                        cord_source: str = "model") -> tuple[Prediction, dict[str, Any]]:
     """Judge the predicted lesions by the outside-cord rule (:mod:`..analysis.outside_cord`) against the known cord
     (:func:`_rule_cord`); with ``job.drop_outside_cord`` drop those outside, their soft-map region zeroed too, so
     the mask is still the soft map >= threshold. Returns the prediction to publish and the sidecar's
     ``outside_cord`` record: the cord's source, the margin (mm), the rule, whether they were dropped and the
-    lesions outside (id in the model's mask, volume mm3, distance to the cord mm; null when no cord is known)."""
-    cord, source = _rule_cord(job, prediction, image)
+    lesions outside (id in the model's mask, volume mm3, distance to the cord mm; null when no cord is known).
+    ``cord_source`` names the prediction's cord: "model", or "cord_model" (``--roi auto``'s cord model)."""
+    cord, source = _rule_cord(job, prediction, image, cord_source)
     margin = job.outside_cord_margin_mm
     record: dict[str, Any] = {"cord": source, "margin_mm": margin, "rule": RULE, "dropped": False, "lesions": None}
     if cord is None:
@@ -186,8 +230,8 @@ def outside_cord_record(prediction: Prediction, job: Job, image: sitk.Image, war
     what = f"outside the cord (farther than {margin:g} mm from {CORD_SOURCES[source]})"
     if job.drop_outside_cord:
         kept, soft = drop_outside_cord(mask, sitk.GetArrayFromImage(prediction.soft), found, cord, spacing)
-        prediction = replace(prediction, binary=_like(kept.astype(np.uint8), prediction.binary),
-                             soft=_like(soft, prediction.soft))
+        prediction = replace(prediction, binary=like(kept.astype(np.uint8), prediction.binary),
+                             soft=like(soft, prediction.soft))
         record["dropped"] = True
         warnings.append(f"dropped {len(found.lesions)} lesion(s) {what}: {listed}")
     else:
@@ -196,7 +240,8 @@ def outside_cord_record(prediction: Prediction, job: Job, image: sitk.Image, war
     return prediction, record
 
 
-def _rule_cord(job: Job, prediction: Prediction, image: sitk.Image) -> tuple[np.ndarray | None, str | None]:
+def _rule_cord(job: Job, prediction: Prediction, image: sitk.Image, cord_source: str = "model"
+               ) -> tuple[np.ndarray | None, str | None]:
     """The cord the outside-cord rule measures from, on the input's grid, and where it came from: the user's cord
     mask (``roi_mask``: a file, or the panel's cord segment), else the model's own cord output; (None, None) when
     neither holds a voxel. A mask on another grid is resampled (nearest neighbour; the ROI check warned already)."""
@@ -208,31 +253,26 @@ def _rule_cord(job: Job, prediction: Prediction, image: sitk.Image) -> tuple[np.
     if prediction.cord is not None:
         cord = sitk.GetArrayFromImage(prediction.cord) != 0
         if cord.any():
-            return cord, "model"
+            return cord, cord_source
     return None, None
 
 
-def _like(array: np.ndarray, image: sitk.Image) -> sitk.Image:
-    """``array`` (``[k, j, i]``) as an image of ``image``'s pixel type on its grid."""
-    result = sitk.Cast(sitk.GetImageFromArray(array), image.GetPixelID())
-    result.CopyInformation(image)
-    return result
-
-
-def _case_roi(job: Job, info: dict[str, Any], model_name: str, image: sitk.Image, warnings: list[str]
-              ) -> Box | None:
-    """The job's ROI (:func:`.roi.case_roi`); warnings when a cord mask seems to be an image or from another scan
-    (:mod:`..plausibility`), or when a crop-trained model gets no ROI."""
-    box, mask = job.roi_box, read_image(job.roi_mask) if job.roi_mask else None
-    if mask is not None:
+def _case_roi(job: Job, info: dict[str, Any], model: LoadedModel, image: sitk.Image, warnings: list[str],
+              cord: sitk.Image | None = None) -> Box | None:
+    """The job's ROI (:func:`.roi.case_roi`), from ``cord`` (``--roi auto``'s) when given; warnings when a cord mask
+    seems to be an image or from another scan (:mod:`..plausibility`), or when a crop-trained lesion model gets no
+    ROI (a cord-only one finds its crop itself)."""
+    box, mask = job.roi_box, cord if cord is not None else read_image(job.roi_mask) if job.roi_mask else None
+    if mask is not None and cord is None:
         found = roi_mask_fit(mask, image) + [looks_like_image(sitk.GetArrayViewFromImage(mask), "a cord mask")]
         warnings += [f"{Path(job.roi_mask).name} {text}" for text in found if text]
     roi = case_roi(mask=mask,
                    box=box_from_corners(box.ras_min_mm, box.ras_max_mm, "ROI box") if box else None,
-                   margin_mm=job.roi_margin_mm, model_margins_mm=info.get("crop_margins_mm"), source=str(job.roi_mask))
-    if roi is None and info.get("crop"):
-        warnings.append(f"model {model_name} was trained on images cropped around the cord "
-                        f"({info['crop']}); give a cord mask (--roi-mask) or an ROI")
+                   margin_mm=job.roi_margin_mm, model_margins_mm=info.get("crop_margins_mm"),
+                   source="the automatic cord" if cord is not None else str(job.roi_mask))
+    if roi is None and info.get("crop") and model.task != "cord":
+        warnings.append(f"model {model.name} was trained on images cropped around the cord "
+                        f"({info['crop']}); give a cord mask (--roi-mask), an ROI, or --roi auto")
     return roi
 
 
@@ -268,7 +308,10 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "threshold": job.threshold,
         "settings": result_settings(job),
         "ensemble": {"rule": job.ensemble, "definition": ENSEMBLE_DEFINITIONS[job.ensemble]},
-        "soft_map": "mean lesion probability over folds (float32, 0..1)",
+        "task": model.task,
+        "soft_map": f"mean {'cord' if model.task == 'cord' else 'lesion'} probability over folds (float32, 0..1)",
+        **({"cord_rule": f"cord = mean cord probability >= {CORD_THRESHOLD:g}, its largest connected component "
+                         "(face connectivity), as sct_deepseg spinalcord"} if model.task == "cord" else {}),
         "test_time_augmentation": model.tta,
         "device": {"name": model.device.name, "reason": model.device.reason},
         "orientation": {"model_sct": model.orientation_sct, "model_axcodes": model.orientation_axcodes,
@@ -281,7 +324,8 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "Sources": [_source(p, job.series_uids) for p in inputs],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
-                         "Description": f"MS lesion segmentation with nnU-Net model {model.name}"}],
+                         "Description": f"{'spinal cord' if model.task == 'cord' else 'MS lesion'} segmentation "
+                                        f"with nnU-Net model {model.name}"}],
     }
 
 

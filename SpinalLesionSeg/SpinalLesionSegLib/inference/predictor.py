@@ -12,7 +12,7 @@ What happens, in order (each step mirrors how the Spinal Cord Toolbox runs these
    region of interest (:mod:`.roi`; values inside it are then exactly the whole-image ones), each fold's logits
    turned into probabilities on the input grid by nnunetv2's own export code;
 4. ensembled: soft map = mean lesion probability over folds; binary = soft >= threshold, or SCT's majority vote of
-   per-fold argmax masks;
+   per-fold argmax masks; a cord output (region-based and cord-only models) = mean cord probability >= 0.5;
 5. set to zero outside the region of interest, and reoriented back, so every output has exactly the
    input's origin, spacing and direction.
 
@@ -22,10 +22,8 @@ torch and nnunetv2 are imported here, so this module is only imported by the wor
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +39,15 @@ from ..models.resolve import ResolvedModel
 from .checkpoint import load_fold_checkpoints
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
+from .predictor_steps import paste as _paste
+from .predictor_steps import quiet as _quiet
+from .predictor_steps import timed as _timed
 from .roi import Box, index_block, roi_mask
 
 #: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
 BACKGROUND_LOGIT = 30.0
+#: Mean cord probability over folds from which a voxel is cord (nnU-Net's argmax for a two-class cord model).
+CORD_THRESHOLD = 0.5
 
 Progress = Callable[[str, float], None]
 
@@ -53,47 +56,20 @@ Progress = Callable[[str, float], None]
 class Prediction:
     """Outputs for one input image, all on the input's grid.
 
-    soft   -- float32 mean lesion probability over folds, in [0, 1];
-    binary -- uint8 0/1 lesion mask from the ensemble rule;
-    cord   -- uint8 0/1 spinal cord mask (region-based models only), else None;
+    soft   -- float32 mean lesion probability over folds, in [0, 1] (None for a cord-only model);
+    binary -- uint8 0/1 lesion mask from the ensemble rule (None for a cord-only model);
+    cord   -- uint8 0/1 spinal cord mask (region-based and cord-only models), else None;
     roi    -- the box inference ran on (None for the whole image);
-    timings_s -- seconds per stage.
+    timings_s -- seconds per stage;
+    cord_soft -- float32 mean cord probability over folds (models with a cord output), else None.
     """
 
-    soft: sitk.Image
-    binary: sitk.Image
+    soft: sitk.Image | None
+    binary: sitk.Image | None
     cord: sitk.Image | None
     roi: Box | None
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep nnunetv2's prints off stdout (the worker's stdout carries JSON lines only) and off the user's terminal;
-    they go to this module's logger at DEBUG level, for support."""
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buffer):
-            yield
-    finally:
-        if buffer.getvalue().strip():
-            logging.getLogger(__name__).debug("nnunetv2: %s", buffer.getvalue().strip())
-
-
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    """Record the seconds the block takes as ``timings[key]`` (not when it raises)."""
-    clock = time.perf_counter()
-    yield
-    timings[key] = time.perf_counter() - clock
-
-
-def _paste(array: np.ndarray, block: tuple[list[int], list[int]], full: sitk.Image) -> np.ndarray:
-    """A ``[k, j, i]`` array of the voxel block ``(start_ijk, size_ijk)`` placed in zeros on ``full``'s grid."""
-    (i, j, k), (ni, nj, nk) = block
-    canvas = np.zeros(tuple(reversed(full.GetSize())), array.dtype)
-    canvas[k:k + nk, j:j + nj, i:i + ni] = array
-    return canvas
+    cord_soft: sitk.Image | None = None
 
 
 class LoadedModel:
@@ -140,6 +116,11 @@ class LoadedModel:
     @property
     def region_based(self) -> bool:
         return bool(self.label_manager.has_regions)
+
+    @property
+    def task(self) -> str:
+        """"lesion", or "cord" for a cord-only model (its outputs are the cord and the cord probability)."""
+        return self.resolved.task
 
     @property
     def folds(self) -> list[int]:
@@ -191,8 +172,9 @@ class LoadedModel:
             )
         return predictor
 
-    def _output_channels(self) -> tuple[int, int | None]:
-        """Indices of the lesion (and cord) channels in nnU-Net's probability output."""
+    def _output_channels(self) -> tuple[int | None, int | None]:
+        """Indices of the lesion (None for a cord-only model) and cord (None without one) channels in nnU-Net's
+        probability output."""
         labels = self.dataset_json.get("labels", {})
 
         def channel(key: str | None) -> int | None:
@@ -203,12 +185,12 @@ class LoadedModel:
             regions = [tuple(np.atleast_1d(r).tolist()) for r in self.label_manager.foreground_regions]
             return regions.index(tuple(np.atleast_1d(labels[key]).tolist()))
 
-        return int(channel(self.resolved.lesion_label)), channel(self.resolved.cord_label)
+        return channel(self.resolved.lesion_label), channel(self.resolved.cord_label)
 
     def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = THRESHOLD,
                 ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None) -> Prediction:
-        """Segment lesions in ``images`` (one per model channel; channels after the first are resampled onto the
-        first one's grid). ``roi`` restricts inference to a box; everything outside it is 0."""
+        """Segment lesions (a cord-only model: the cord) in ``images`` (one per model channel; channels after the
+        first are resampled onto the first one's grid). ``roi`` restricts inference to a box; outside it all is 0."""
         images = self._check_inputs(images, threshold, ensemble)
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -228,15 +210,15 @@ class LoadedModel:
                       if roi is not None and crop is None else None)
 
         with _timed(timings, "predict_s"):
-            lesion_sum, votes, cord_sum = self._predict_folds(tensor, window, properties, data.shape[1:], report)
+            sums = self._predict_folds(tensor, window, properties, data.shape[1:], report)
 
         report("export", 0.95)
         with _timed(timings, "export_s"):
-            outputs = self._ensemble(lesion_sum, votes, cord_sum, threshold=threshold, ensemble=ensemble)
+            outputs = self._ensemble(sums, threshold=threshold, ensemble=ensemble)
             on_input = self._export(outputs, full, reference, crop, roi)
         report("done", 1.0)
-        return Prediction(soft=on_input[0], binary=on_input[1], cord=on_input[2] if len(on_input) > 2 else None,
-                          roi=roi, timings_s=timings)
+        return Prediction(soft=on_input.get("soft"), binary=on_input.get("binary"), cord=on_input.get("cord"),
+                          roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"))
 
     def _check_inputs(self, images: sitk.Image | Sequence[sitk.Image], threshold: float,
                       ensemble: str) -> list[sitk.Image]:
@@ -323,22 +305,23 @@ class LoadedModel:
         return logits
 
     def _predict_folds(self, tensor: Any, window: tuple[slice, ...] | None, properties: dict[str, Any],
-                       shape: tuple[int, ...], report: Progress
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Run every fold; sums over folds, on the model-space grid of ``shape``, of the lesion probability, of the
-        per-fold lesion masks (votes) and of the cord probability (None for models without a cord channel)."""
-        lesion_sum = np.zeros(shape, np.float64)
-        votes = np.zeros(shape, np.float32)
-        cord_sum = np.zeros(shape, np.float64) if self.cord_channel is not None else None
+                       shape: tuple[int, ...], report: Progress) -> dict[str, np.ndarray]:
+        """Run every fold; sums over folds, on the model-space grid of ``shape``, of the lesion probability
+        ("lesion") and of the per-fold lesion masks ("votes") for lesion models, and of the cord probability
+        ("cord") for models with a cord channel."""
+        channels = {k: c for k, c in (("lesion", self.lesion_channel), ("cord", self.cord_channel)) if c is not None}
+        sums = {key: np.zeros(shape, np.float64) for key in channels}
+        if "lesion" in channels:
+            sums["votes"] = np.zeros(shape, np.float32)
         n_folds = len(self.fold_parameters)
         for index, (fold, params) in enumerate(self.fold_parameters.items()):
             report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
             segmentation, probabilities = self._predict_fold(params, tensor, window, properties)
-            lesion_sum += probabilities[self.lesion_channel]
-            votes += self._lesion_mask(segmentation, probabilities)
-            if cord_sum is not None:
-                cord_sum += probabilities[self.cord_channel]
-        return lesion_sum, votes, cord_sum
+            for key, channel in channels.items():
+                sums[key] += probabilities[channel]
+            if "votes" in sums:
+                sums["votes"] += self._lesion_mask(segmentation, probabilities)
+        return sums
 
     def _predict_fold(self, params: dict[str, Any], tensor: Any, window: tuple[slice, ...] | None,
                       properties: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -354,28 +337,31 @@ class LoadedModel:
                 return_probabilities=True)
         return segmentation, np.asarray(probabilities)
 
-    def _ensemble(self, lesion_sum: np.ndarray, votes: np.ndarray, cord_sum: np.ndarray | None, *,
-                  threshold: float, ensemble: str) -> list[np.ndarray]:
-        """Fold sums to model-space outputs: soft (float32 mean lesion probability), binary (uint8, by the ensemble
-        rule) and, for models with a cord channel, cord (uint8, mean cord probability >= 0.5)."""
+    def _ensemble(self, sums: dict[str, np.ndarray], *, threshold: float, ensemble: str) -> dict[str, np.ndarray]:
+        """Fold sums to model-space outputs: for lesion models soft (float32 mean lesion probability) and binary
+        (uint8, by the ensemble rule); for models with a cord channel cord (uint8, mean cord probability >=
+        CORD_THRESHOLD) and cord_soft (float32 mean cord probability)."""
         n_folds = len(self.fold_parameters)
-        soft = np.clip(lesion_sum / n_folds, 0.0, 1.0).astype(np.float32)
-        binary = (votes / n_folds > 0.5) if ensemble == "majority" else (soft >= threshold)
-        outputs = [soft, binary.astype(np.uint8)]
-        if cord_sum is not None:
-            outputs.append((cord_sum / n_folds >= 0.5).astype(np.uint8))
+        outputs = {}
+        if "lesion" in sums:
+            soft = np.clip(sums["lesion"] / n_folds, 0.0, 1.0).astype(np.float32)
+            binary = (sums["votes"] / n_folds > 0.5) if ensemble == "majority" else (soft >= threshold)
+            outputs.update(soft=soft, binary=binary.astype(np.uint8))
+        if "cord" in sums:
+            cord_soft = np.clip(sums["cord"] / n_folds, 0.0, 1.0).astype(np.float32)
+            outputs.update(cord=(cord_soft >= CORD_THRESHOLD).astype(np.uint8), cord_soft=cord_soft)
         return outputs
 
-    def _export(self, outputs: list[np.ndarray], full: sitk.Image, reference: sitk.Image,
-                crop: tuple[list[int], list[int]] | None, roi: Box | None) -> list[sitk.Image]:
+    def _export(self, outputs: dict[str, np.ndarray], full: sitk.Image, reference: sitk.Image,
+                crop: tuple[list[int], list[int]] | None, roi: Box | None) -> dict[str, sitk.Image]:
         """Model-space outputs zeroed outside the ROI (a crop's outputs pasted into zeros on the ``full``
         model-space grid) and put back onto the input's grid, ``reference``."""
         if crop is not None:
-            outputs = [_paste(array, crop, full) for array in outputs]
+            outputs = {key: _paste(array, crop, full) for key, array in outputs.items()}
         elif roi is not None:
             inside = roi_mask(full, roi)
-            outputs = [array * inside.astype(array.dtype) for array in outputs]
-        return [self._back_to_input(array, full, reference) for array in outputs]
+            outputs = {key: array * inside.astype(array.dtype) for key, array in outputs.items()}
+        return {key: self._back_to_input(array, full, reference) for key, array in outputs.items()}
 
     def _lesion_mask(self, segmentation: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """One fold's binary lesion mask as nnU-Net would export it (argmax, or region thresholding)."""

@@ -8,13 +8,16 @@ these types, so a key is spelled once. On the wire a job is one JSON object (a f
      "folds": null, "tta": false, "contrast": "auto", "threshold": 0.5, "ensemble": "mean",
      "roi_mask": null, "roi_margin_mm": 10, "roi_box": {"ras_min_mm": [x, y, z], "ras_max_mm": [x, y, z]},
      "overwrite": false, "series_uids": [], "dicom_out": null, "uid_root": null,
-     "drop_outside_cord": false, "outside_cord_margin_mm": 3}
+     "drop_outside_cord": false, "outside_cord_margin_mm": 3, "roi_auto": false, "cord_model": null}
 
 (``overwrite``: replace existing outputs even when they differ from what the last run wrote, see
 :mod:`..outputs`; an input may be a folder of DICOM files, ``series_uids`` choosing its series
 (:mod:`..dicom_series`); ``dicom_out``: also write DICOM SEG, SR and preview (null: when the input is DICOM),
 their UIDs under ``uid_root``; ``drop_outside_cord``: drop the lesions that do not touch the cord dilated by
-``outside_cord_margin_mm``, which are only flagged otherwise, :mod:`..analysis.outside_cord`)
+``outside_cord_margin_mm``, which are only flagged otherwise, :mod:`..analysis.outside_cord`; ``roi_auto``:
+"Crop to cord: automatic", the cord found first (the model's own cord output, else the cord model ``cord_model``,
+null: ``cord_contrast_agnostic``) and used as the cord mask, :mod:`.cord_stage`; not with ``roi_mask`` or
+``roi_box``)
 
 and the worker answers with one JSON object per line, of four kinds (``"type"``), each carrying the job's ``"id"``:
 
@@ -109,6 +112,8 @@ class Job:
     uid_root: str | None = None
     drop_outside_cord: bool = False
     outside_cord_margin_mm: float = defaults.OUTSIDE_CORD_MARGIN_MM
+    roi_auto: bool = False
+    cord_model: str | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -138,6 +143,11 @@ class Job:
         _check(self.ensemble in defaults.ENSEMBLE_RULES,
                f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
         _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
+        _check(isinstance(self.roi_auto, bool), f"'roi_auto' must be true or false, got {self.roi_auto!r}")
+        _check(not (self.roi_auto and (self.roi_mask or self.roi_box)),
+               "'roi_auto' finds the cord itself: give it without 'roi_mask' or 'roi_box'")
+        _check(self.cord_model is None or (isinstance(self.cord_model, str) and bool(self.cord_model)),
+               "'cord_model' must be a model name or folder")
         _check(isinstance(self.series_uids, list) and all(isinstance(u, str) for u in self.series_uids),
                "'series_uids' must be a list of DICOM series UIDs")
         _check(self.dicom_out is None or isinstance(self.dicom_out, bool),

@@ -11,7 +11,12 @@ The ROI rule, used by the command line, the worker and the Slicer panel alike (:
   pads, else the manifest's fixed margins, e.g. 30 x 30 x 5 mm for ``lesion_ms_mp2rage``), else by the user's
   margin (default :data:`..defaults.ROI_MARGIN_MM`);
 * a **box** (a markups ROI in the panel, ``roi_box`` in a job) is used as given: the panel grows the ROI node's
-  bounds by the user's margin with :func:`box_from_bounds`.
+  bounds by the user's margin with :func:`box_from_bounds`;
+* **automatic** (``--roi auto``, ``roi_auto`` in a job): a cord stage (:mod:`.cord_stage`) finds the cord first,
+  which then counts as the cord mask above.
+
+A crop-trained cord-only model (``cord_contrast_agnostic``) given no ROI gets the box sc-crop detects, already
+padded by the model's margins (:func:`box_from_block`), as SCT runs it.
 """
 
 from __future__ import annotations
@@ -64,6 +69,16 @@ def box_from_mask(mask: sitk.Image, margin_mm: float | Sequence[float], source: 
     if np.any(margin < 0):
         raise InputError(source, f"the region-of-interest margin must be >= 0 mm, got {margin.tolist()}")
     return box_from_corners(ras.min(axis=0) - low, ras.max(axis=0) + high, source)
+
+
+def box_from_block(image: sitk.Image, first_ijk: Sequence[int], last_ijk: Sequence[int], source: str) -> Box:
+    """The box covering the voxels ``first_ijk`` to ``last_ijk`` (both included) of ``image``: on ``image`` (or
+    any reorientation of it), :func:`index_block` gives back exactly that block (the corners sit 0.001 voxel
+    inside the block's outer faces, so rounding never adds a neighbouring voxel)."""
+    inset = 0.5 - 1e-3
+    corners = np.array(list(itertools.product(*zip(np.subtract(first_ijk, inset), np.add(last_ijk, inset)))))
+    ras = voxel_to_ras(ijk_to_ras_matrix(image), corners)
+    return box_from_corners(ras.min(axis=0), ras.max(axis=0), source)
 
 
 def box_from_bounds(bounds: Sequence[float], margin_mm: float, source: str = "ROI") -> Box:

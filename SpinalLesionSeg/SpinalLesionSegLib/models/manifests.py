@@ -31,6 +31,10 @@ UNPACKED_PER_DOWNLOADED = 3
 #: a URL serving far more is not the model, and would fill the disk).
 DOWNLOAD_SLACK = 2
 
+#: The registry name of the spinal cord model that ``predict --roi auto`` runs before a lesion model without a cord
+#: output of its own ("Crop to cord: automatic").
+CORD_MODEL = "cord_contrast_agnostic"
+
 #: Where the bundled demo model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install),
 #: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -88,8 +92,9 @@ class ModelManifest:
     trainer_folder: str | None = None
     #: Expected dataset.json ``labels`` (checked at install); ``None`` = not known in advance.
     labels: Mapping[str, int | tuple[int, ...]] | None = None
-    #: Label (or region) name holding lesions, and the spinal cord one when the model also segments the cord.
-    lesion_label: str = "lesion"
+    #: Label (or region) name holding lesions, and the spinal cord one when the model also segments the cord. A
+    #: cord-only model (``task`` "cord", e.g. SCT's contrast-agnostic cord model) has ``lesion_label=None``.
+    lesion_label: str | None = "lesion"
     cord_label: str | None = None
     crop: CropRequirement | None = None
     #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
@@ -104,6 +109,11 @@ class ModelManifest:
     def bundled(self) -> bool:
         """True for a model shipped inside the package (nothing to download or remove)."""
         return self.bundled_folder is not None
+
+    @property
+    def task(self) -> str:
+        """"lesion" for a lesion model (with or without a cord output), "cord" for a cord-only model."""
+        return "cord" if self.lesion_label is None else "lesion"
 
     @property
     def max_unpacked_bytes(self) -> int | None:
@@ -192,6 +202,27 @@ MANIFESTS: Mapping[str, ModelManifest] = MappingProxyType({
                      "Zenodo record 11555780.",
             doi="10.5281/zenodo.11555780",
             licence="MIT (github.com/ivadomed/model_seg_ms_mp2rage)",
+        ),
+        _published(
+            # SCT's default spinal cord model (sct_deepseg spinalcord): see docs/models.md for the sources.
+            "sct-pipeline/contrast-agnostic-softseg-spinalcord", "v4.0", ["model_contrast_agnostic_20260628.zip"],
+            name=CORD_MODEL,
+            title="Contrast-agnostic spinal cord model (SCT's sct_deepseg spinalcord, v4.0; trained on crops)",
+            folds=None,
+            orientation=DEFAULT_ORIENTATION,  # SCT's fallback; its training data were RPI with image_orientation set
+            contrasts=CONTRASTS,  # "any" in SCT, tested on all of ours (and MT, DWI, EPI)
+            lesion_label=None,
+            cord_label="sc",
+            crop=CropRequirement(
+                description="sc-crop's detected cord bounding box, padded by the pad_* margins (mm) of "
+                            "crop_metadata.json, as SCT runs it",
+                metadata_file="crop_metadata.json",
+            ),
+            citation="Bédard S*, Naga Karthik E*, Tsagkas C, Pravatà E, Granziera C, Smith A, Weber KA II, "
+                     "Cohen-Adad J. Towards contrast-agnostic soft segmentation of the spinal cord. Medical Image "
+                     "Analysis 2025;101:103473.",
+            doi="10.1016/j.media.2025.103473",
+            licence="MIT (github.com/sct-pipeline/contrast-agnostic-softseg-spinalcord)",
         ),
         ModelManifest(
             name="demo",

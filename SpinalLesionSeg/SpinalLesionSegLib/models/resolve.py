@@ -46,8 +46,9 @@ class ResolvedModel:
     #: "dataset.json" (its ``image_orientation``), "manifest", or "default" (LPI, as SCT does).
     orientation: str
     orientation_source: str
-    #: dataset.json label (or region) name for lesions, and for the spinal cord when the model segments it.
-    lesion_label: str
+    #: dataset.json label (or region) name for lesions (None for a cord-only model), and for the spinal cord when
+    #: the model segments it.
+    lesion_label: str | None
     cord_label: str | None
     #: Parsed crop_metadata.json (``pad_*`` margins in mm) when the model has one.
     crop_metadata: Mapping[str, Any] | None
@@ -62,6 +63,11 @@ class ResolvedModel:
     def axcodes(self) -> str:
         """:attr:`orientation` as axcodes ("to" letters, what :func:`..geometry.reorient` takes)."""
         return sct_to_axcodes(self.orientation)
+
+    @property
+    def task(self) -> str:
+        """"lesion", or "cord" for a cord-only model (no lesion label; its output is the cord)."""
+        return "cord" if self.lesion_label is None else "lesion"
 
     @property
     def region_based(self) -> bool:
@@ -118,22 +124,27 @@ def _orientation(dataset: Mapping[str, Any], manifest: ModelManifest | None) -> 
 
 
 def _label_names(dataset: Mapping[str, Any], manifest: ModelManifest | None, dataset_json: Path) \
-        -> tuple[str, str | None]:
-    """(lesion label, cord label or None): the manifest's names, else "lesion" and a usual cord name."""
+        -> tuple[str | None, str | None]:
+    """(lesion label or None, cord label or None): the manifest's names, else "lesion" and a usual cord name. A
+    cord-only model (the manifest says so, or its only foreground label is a usual cord name such as "sc") has no
+    lesion label."""
     labels = dataset["labels"]
-    if manifest is not None and manifest.lesion_label in labels:
-        lesion = manifest.lesion_label
-    elif "lesion" in labels:
-        lesion = "lesion"
-    else:
-        foreground = [label for label in labels if label != "background"]
-        if len(foreground) != 1:
-            raise InputError(dataset_json, f"cannot tell which label is the lesion among {foreground}; name it "
-                                           "'lesion'")
-        lesion = foreground[0]
+    cord = next((label for label in CORD_LABEL_NAMES if label in labels), None)
     if manifest is not None and manifest.cord_label in labels:
-        return lesion, manifest.cord_label
-    return lesion, next((label for label in CORD_LABEL_NAMES if label in labels), None)
+        cord = manifest.cord_label
+    foreground = [label for label in labels if label != "background"]
+    if (manifest is not None and manifest.lesion_label is None) or (manifest is None and foreground == [cord]):
+        if cord is None:
+            raise InputError(dataset_json, f"a cord-only model needs a cord label ({', '.join(CORD_LABEL_NAMES)}) "
+                                           f"among {foreground}")
+        return None, cord
+    if manifest is not None and manifest.lesion_label in labels:
+        return manifest.lesion_label, cord
+    if "lesion" in labels:
+        return "lesion", cord
+    if len(foreground) != 1:
+        raise InputError(dataset_json, f"cannot tell which label is the lesion among {foreground}; name it 'lesion'")
+    return foreground[0], cord
 
 
 def _resolved(name: str, folder: Path, manifest: ModelManifest | None, digests: Mapping[str, str],
