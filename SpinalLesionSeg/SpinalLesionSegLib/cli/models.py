@@ -67,10 +67,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print()
         return 0
     print(f"model cache: {registry.models_dir()} (set {registry.HOME_ENV} to move it)")
+    width = max((len(s.name) for s in statuses), default=0)  # names line up however long the longest is
     for s in statuses:
         state = "installed" if s.installed else "not installed"
         size = f", about {s.size_mb:.0f} MB" if s.size_mb and not s.installed else ""
-        print(f"  {s.name:<20} {s.kind:<10} {state}{size}  {s.title}")
+        print(f"  {s.name:<{width}} {s.kind:<10} {state}{size}  {s.title}")
     return 0
 
 
