@@ -7,6 +7,7 @@ Inference runs in a worker process that the Logic drives, polled by a timer so t
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import sys
@@ -19,8 +20,7 @@ import slicer
 import vtk
 from slicer import (vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode,
                     vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode)
-from slicer.i18n import tr as _
-from slicer.i18n import translate
+from slicer.i18n import tr as _, translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -37,7 +37,7 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
 else:
     from SpinalLesionSegLib.errors import InputError
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
-    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_dicom, qt_followup
+    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_dicom, qt_followup, qt_levels
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
@@ -81,6 +81,7 @@ class SpinalLesionSegParameterNode:
     tta: bool = False
     dropOutsideCord: bool = False
     roiNode: Union[vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, None]
+    roiAuto: bool = False
     roiMarginMm: Annotated[float, WithinRange(*defaults.ROI_MARGIN_RANGE_MM)] = defaults.ROI_MARGIN_MM
     pythonPath: str = ""
     threshold: Annotated[float, WithinRange(*defaults.THRESHOLD_RANGE)] = defaults.THRESHOLD
@@ -141,6 +142,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.followup = qt_followup.FollowupSection(uiWidget, self.ui.statisticsCollapsibleButton,
                                                     lambda: self._parameterNode)
         self.dicom = qt_dicom.DicomSection(uiWidget, self.followup.section, lambda: self._parameterNode, self.logic)
+        self.levels = qt_levels.LevelsRow(self.ui.statisticsCollapsibleButton, lambda: self._parameterNode, self.logic)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -434,8 +436,6 @@ class SpinalLesionSegTest(ScriptedLoadableModuleTest):
 
     def test_workflow(self) -> None:
         """SpinalLesionSegLib.mrml.workflow_check (also run headless by Testing/test_panel.py), in Slicer."""
-        import importlib.util
-
         missing = [name for name in ("torch", "nnunetv2") if importlib.util.find_spec(name) is None]
         if missing:  # the extension build servers have no torch: skip there, run fully where it is installed
             self.skipTest(f"{', '.join(missing)} not installed (use Install dependencies)")

@@ -24,7 +24,8 @@ EXIT_BAD_INPUT = 2
 #: Modules that add subcommands. Each defines ``register(commands)`` (``commands`` is the subparsers object) and
 #: imports its heavy dependencies (torch, nnunetv2, matplotlib) inside its command functions, so that
 #: ``spinal-lesion-seg --help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "dicom", "followup", "models", "phantom", "predict", "report")
+COMMAND_MODULES: tuple[str, ...] = ("analysis", "batch", "dicom", "followup", "levels", "models", "phantom", "predict",
+                                     "report")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

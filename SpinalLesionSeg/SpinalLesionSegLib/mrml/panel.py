@@ -10,6 +10,10 @@ the same attributes: ``inputVolume``, ``contrast``, ``model``, ``device``, ``fol
 ``roiNode`` (markups ROI or a cord segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty
 for the default), ``threshold``, ``softMap``, ``segmentation``, ``levelsNode`` and ``dropOutsideCord`` (drop the
 lesions outside the dilated cord instead of flagging them, :mod:`..analysis.outside_cord`; false when absent).
+``roiAuto`` ("Crop to cord: automatic") has the worker find the cord first (:mod:`..inference.cord_stage`: the
+model's own cord, else the cord model ``cordModel``, absent or empty for the registry's default; only scripts set
+it); the ROI node is then not used (the panel disables its selector; the summary says so) and the cord found is the
+result's "Spinal cord" segment. Levels by TotalSpineSeg: :meth:`PanelLogic.start_levels`, then ``load_levels``.
 
 Inference never runs in this process: :meth:`PanelLogic.run` writes the input to a temporary NIfTI file and submits
 a :class:`~..inference.protocol.Job` to a persistent worker process (:class:`~..inference.worker_client.WorkerClient`),
@@ -19,7 +23,9 @@ whose messages the GUI collects with :meth:`PanelLogic.poll` from a timer.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -32,7 +38,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .. import defaults
+from .. import defaults, safe_json
 from ..analysis.level_sources import load_level_source
 from ..analysis.levels import LevelSource
 from ..contrasts import contrast_from_description, guess_contrast, resolve_contrast
@@ -45,7 +51,7 @@ from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..outputs import writable_folder
 from ..plausibility import contrast_conflict
 from ..validation import validate_image
-from .nodes import image_from_volume_node, labelmap_from_segmentation
+from .nodes import image_from_volume_node, labelmap_from_segmentation, read_volume_node
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
 from .review import analyze_segment, largest_lesion_ras
 from .review_state import clear_review_state
@@ -70,6 +76,7 @@ class PanelLogic(ReviewSteps):
         self.work_dir: Path | None = None
         self._job_volume: slicer.vtkMRMLScalarVolumeNode | None = None
         self._job_cord: str | None = None  # the submitted job's cord mask file (its ROI), shown as the cord segment
+        self._levels_volume: slicer.vtkMRMLScalarVolumeNode | None = None  # the volume TotalSpineSeg ran on
         self.job_warnings: list[str] = []  # what the panel noticed about the submitted job (the worker adds more)
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
 
@@ -115,11 +122,16 @@ class PanelLogic(ReviewSteps):
         if contrast == defaults.CONTRAST:  # the temporary file has no BIDS name: guess from the volume here
             contrast = self.guess_contrast(p.inputVolume, series_description) or defaults.CONTRAST
         self.job_warnings = _contrast_warnings(contrast, p.inputVolume.GetName(), series_description)
-        roi_mask, roi_box = self._roi(p)
+        roi_auto = bool(getattr(p, "roiAuto", False))
+        if roi_auto and p.roiNode is not None:
+            self.job_warnings.append(f"the ROI {p.roiNode.GetName()!r} was not used: 'Crop to cord: automatic' "
+                                     "finds the cord itself")
+        roi_mask, roi_box = (None, None) if roi_auto else self._roi(p)
         return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
-                   roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)))
+                   roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
+                   roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None)
 
     def _roi(self, p: Parameters) -> tuple[str | None, RoiBox | None]:
         """A cord segmentation goes to the worker as a mask file (the worker adds the margin or the model's crop
@@ -186,7 +198,7 @@ class PanelLogic(ReviewSteps):
         timings = result.results[0]["timings_s"]
         seconds = sum(v for k, v in timings.items() if k != "model_load_s") + result.model_load_s
         warnings = [*self.job_warnings, *result.results[0].get("warnings", [])]
-        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}." + "".join(
+        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}." + _cord_stage_note(result) + "".join(
             f" Warning: {warning}" for warning in warnings)
 
     def load_results(self, p: Parameters, result: Result) -> tuple[float, float, float] | None:
@@ -195,7 +207,7 @@ class PanelLogic(ReviewSteps):
 
         Its "Spinal cord" segment is the cord segmentation the job was cropped to, else the model's cord: the cord
         the worker judged lesions outside the cord by (:func:`..inference.case.outside_cord_record`), so the review
-        table flags the lesions the sidecar lists."""
+        table flags the lesions the sidecar lists; with "Crop to cord: automatic" the cord it found."""
         outputs = result.results[0]["outputs"]
         p.inputVolume = self._job_volume or p.inputVolume
         name = p.inputVolume.GetName()
@@ -224,6 +236,48 @@ class PanelLogic(ReviewSteps):
         args = ["models", "install", name, *[arg for source in sources for arg in ("--from", source)]]
         python = self.worker_python(p)
         return BackgroundCommand(python, args, self._env(python))
+
+    # --- levels by TotalSpineSeg -----------------------------------------------------------------------------
+
+    def levels_input(self, p: Parameters) -> Path:
+        """The input volume (its own grid) as the NIfTI file TotalSpineSeg reads, named after the volume, in this
+        session's folder; the same voxels give the same bytes, so a cached run for them is found again."""
+        image = _checked_image(p.inputVolume)
+        folder = self._work_path("totalspineseg")
+        folder.mkdir(exist_ok=True)
+        stem = re.sub(r"[^\w-]+", "_", p.inputVolume.GetName()).strip("_") or "input"
+        return write_image(image, folder / f"{stem}.nii.gz")
+
+    def start_levels(self, p: Parameters, tool: str | None = None) -> BackgroundCommand:
+        """``spinal-lesion-seg levels --image IMG -o FOLDER --json`` in the background with the worker's
+        interpreter (TotalSpineSeg found as the command line finds it, or ``tool``; on the panel's device when it
+        names cuda or cpu, else cuda when available); :meth:`load_levels` takes its exit code and output."""
+        image = self.levels_input(p)
+        self._levels_volume = p.inputVolume
+        device = p.device if p.device in ("cuda", "cpu") else defaults.DEVICE
+        args = ["levels", "--image", str(image), "-o", str(image.parent), "--device", device, "--json",
+                *(["--totalspineseg", tool] if tool else [])]
+        python = self.worker_python(p)
+        return BackgroundCommand(python, args, self._env(python))
+
+    def load_levels(self, p: Parameters, code: int, lines: Sequence[str]) -> str:
+        """Load the levels map (label map volume) and its disc points (point list, when it has two discs) that a
+        finished :meth:`start_levels` command names, and make one the levels node as ``stats --levels auto``
+        does: the discs when the cord is known (the result's "Spinal cord" segment: levels along the cord), else
+        the map's vertebrae. Returns what the panel says; InputError with the command's one-line error."""
+        if code != 0:
+            raise InputError(None, _command_error(code, lines))
+        found = _levels_record(lines)
+        name = (self._levels_volume or p.inputVolume).GetName()
+        levels = read_volume_node(self.scene, found["levels"], f"{name} TotalSpineSeg levels",
+                                  "vtkMRMLLabelMapVolumeNode")
+        levels.CreateDefaultDisplayNodes()
+        discs = _read_point_list(self.scene, found["discs"], f"{name} TotalSpineSeg discs") if found["discs"] else None
+        along_cord = discs is not None and p.segmentation is not None and self._cord_segment_id(p) is not None
+        p.levelsNode = discs if along_cord else levels
+        how = "its discs along the cord" if along_cord else f"its vertebrae{' (no cord segment yet)' * bool(discs)}"
+        return (f"Levels: TotalSpineSeg {found['version']} ({'cached' if found['reused'] else 'run now'}), "
+                f"{how}: '{p.levelsNode.GetName()}'.")
 
     # --- statistics and export -------------------------------------------------------------------------------
 
@@ -268,6 +322,52 @@ def _bounds_in_volume_frame(roi: slicer.vtkMRMLNode, volume: slicer.vtkMRMLScala
     corners = np.array([world_to_volume.TransformPoint(corner) for corner in itertools.product(
         bounds[0:2], bounds[2:4], bounds[4:6])])
     return [value for axis in range(3) for value in (corners[:, axis].min(), corners[:, axis].max())]
+
+
+def _cord_stage_note(result: Result) -> str:
+    """How "Crop to cord: automatic" found the cord, from the sidecar's ``cord_stage`` record ("" without one)."""
+    sidecar = result.results[0]["outputs"].get("sidecar")
+    stage = safe_json.load_file(sidecar).get("cord_stage") if sidecar else None
+    if not isinstance(stage, dict):
+        return ""
+    found = f"the cord model {stage.get('model')}" if stage.get("source") == "cord model" else stage.get("source")
+    return f" Cropped to the cord found by {found} (the 'Spinal cord' segment)."
+
+
+def _command_error(code: int, lines: Sequence[str]) -> str:
+    """A failed command's one-line error (``spinal-lesion-seg: error: ...`` without the prefix), else its last
+    line, else its exit code."""
+    prefix = f"{defaults.PROG}: error: "
+    said = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)] or [
+        line for line in lines if line.strip()]
+    return said[-1] if said else f"the levels command stopped (exit code {code})"
+
+
+def _levels_record(lines: Sequence[str]) -> dict[str, Any]:
+    """The JSON line ``levels --json`` prints (the files, the version, whether the cache was reused)."""
+    for line in reversed(lines):
+        if line.startswith("{"):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("levels"):
+                return record
+    raise InputError(None, "the levels command named no levels map (see the log)")
+
+
+def _read_point_list(scene: slicer.vtkMRMLScene, path: str, name: str) -> slicer.vtkMRMLMarkupsFiducialNode:
+    """A point list read from a ``.mrk.json`` file by Slicer's markups JSON storage node (the file's LPS read as
+    RAS, as "Add Data" does), which stays attached so that the scene can save it; OSError when unreadable."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()  # slicer-core does not register it for AddNewNodeByClass
+    scene.AddNode(storage)
+    storage.SetFileName(path)
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise OSError(f"{path}: Slicer could not read this point list")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.SetName(name)
+    node.CreateDefaultDisplayNodes()
+    return node
 
 
 def _contrast_warnings(contrast: str, volume_name: str, series_description: str) -> list[str]:
