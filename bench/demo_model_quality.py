@@ -33,9 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="demo", help="registered name or model folder (default: the bundle)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    model = LoadedModel("demo", device=args.device)
+    model = LoadedModel(args.model, device=args.device)
     started = time.perf_counter()
     sets = {}
     for name, spacing in (("isotropic_1mm", (1.0, 1.0, 1.0)), ("random_spacing", None)):
@@ -48,6 +50,11 @@ def main() -> None:
             metrics = evaluate(truth, predicted, float(np.prod(phantom.image.GetSpacing())))
             cases.append({"seed": seed, "size": list(phantom.image.GetSize()),
                           "spacing_mm": [round(s, 3) for s in phantom.image.GetSpacing()], **metrics.as_dict()})
+            if prediction.cord is not None:  # region-based demo model (issue 15): its cord against the phantom's
+                cord_truth = sitk.GetArrayViewFromImage(phantom.cord) > 0
+                cord_pred = sitk.GetArrayViewFromImage(prediction.cord) > 0
+                cases[-1]["cord_dice"] = 2 * float((cord_truth & cord_pred).sum()) / max(
+                    1, int(cord_truth.sum()) + int(cord_pred.sum()))
             print(f"{name} seed {seed}: Dice {metrics.dice:.3f} F1 {metrics.f1:.3f} "
                   f"(ref {metrics.ref_lesion_count}, pred {metrics.pred_lesion_count})", flush=True)
         means = mean_metrics([Metrics(**{k: v for k, v in c.items() if k in Metrics.__dataclass_fields__})
@@ -55,13 +62,15 @@ def main() -> None:
         tp, fp, fn = (sum(c[key] for c in cases) for key in ("tp", "fp", "fn"))
         sets[name] = {"mean": means, "pooled_lesion_f1": tp / (tp + (fp + fn) / 2) if tp + fp + fn else 1.0,
                       "meets_targets": means["dice"] >= 0.7 and means["f1"] >= 0.8, "per_case": cases}
+        if all("cord_dice" in c for c in cases):
+            sets[name]["mean_cord_dice"] = float(np.mean([c["cord_dice"] for c in cases]))
         print(f"{name}: mean Dice {means['dice']:.3f}, mean lesion F1 {means['f1']:.3f} over {args.cases} phantoms")
-    result = {"model": "demo", "folds": model.folds, "device": model.device.name, "cases_per_set": args.cases,
+    result = {"model": str(args.model), "folds": model.folds, "device": model.device.name, "cases_per_set": args.cases,
               "first_seed": FIRST_SEED, "targets": {"dice": 0.7, "lesion_f1": 0.8}, "sets": sets,
               "seconds": round(time.perf_counter() - started, 1), "machine": platform.platform()}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

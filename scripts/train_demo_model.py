@@ -12,6 +12,16 @@ dataset on disk and its data-loading processes, which are too heavy for a 20-min
 
     python scripts/train_demo_model.py                 # writes SpinalLesionSeg/Resources/Models/demo
     python scripts/train_demo_model.py --iterations 50 --out /tmp/demo   # a quick smoke run
+
+Region-based cord + lesion model (issue 15, point 3; labels as the published axial T2w model: ``sc`` = cord
+including lesions, ``lesion``), trained on phantoms and on the shared real axial T2w (t2_ms) with synthetic lesions
+painted into its cord, random layouts, rotations, scalings and intensity/contrast augmentation
+(scripts/demo_real_data.py); the real sagittal t2 is held out for bench/demo_real_eval.py. ``--init-from`` starts
+each fold from the same fold of an earlier (lesion-only) demo model, its lesion head turned into the region's
+sigmoid head (softmax lesion probability = sigmoid of the logit difference), so the phantom skills carry over:
+
+    python scripts/train_demo_model.py --regions --real 24 --init-from SpinalLesionSeg/Resources/Models/demo \
+        --out /tmp/work/demo_new/model
 """
 
 from __future__ import annotations
@@ -32,8 +42,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SpinalLesionSeg"))
 
-from SpinalLesionSegLib.geometry import reorient, sct_to_axcodes  # noqa: E402
-from SpinalLesionSegLib.phantom import make_phantom  # noqa: E402
+from SpinalLesionSegLib.geometry import reorient, sct_to_axcodes
+from SpinalLesionSegLib.phantom import make_phantom
+
+sys.path.insert(0, str(ROOT / "scripts"))
 
 ORIENTATION_SCT = "RPI"  # as the published lesion_ms model
 PATCH_ZYX = [64, 48, 48]  # voxels at 1 mm in model orientation: S-I, A-P, R-L
@@ -48,6 +60,17 @@ DATASET_JSON = {
     "file_ending": ".nii.gz",
     "image_orientation": ORIENTATION_SCT,
     "licence": "Apache-2.0",
+}
+
+
+#: Region-based variant (``--regions``): label 1 = cord without lesion, 2 = lesion; regions sc = (1, 2), lesion = 2.
+DATASET_JSON_REGIONS = {
+    **DATASET_JSON,
+    "description": "Demo cord + MS lesion model (region-based: sc = cord including lesions, lesion) trained on "
+                   "SpinalLesionSeg's synthetic phantoms and on a real T2w scan with synthetic lesions painted into "
+                   "its cord. Not for clinical use.",
+    "labels": {"background": 0, "sc": [1, 2], "lesion": 2},
+    "regions_class_order": [1, 2],
 }
 
 
@@ -112,37 +135,63 @@ def make_plans(n_training: int) -> dict:
     }
 
 
-def preprocess_cases(seeds: list[int], plans: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Phantoms reoriented to the model orientation and preprocessed exactly as at inference."""
+def _preprocess(image: sitk.Image, lesion: sitk.Image, cord: sitk.Image | None, plans: dict,
+                dataset_json: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One case reoriented to the model orientation and preprocessed exactly as at inference; its labels are the
+    lesion (1) or, with ``cord``, cord 1 and lesion 2."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans_manager = PlansManager(plans)
-    configuration = plans_manager.get_configuration("3d_fullres")
-    preprocessor = DefaultPreprocessor(verbose=False)
     target = sct_to_axcodes(ORIENTATION_SCT)
+    image = reorient(sitk.Cast(image, sitk.sitkFloat32), target)
+    seg = (sitk.GetArrayFromImage(reorient(lesion, target)) > 0).astype(np.int8)
+    if cord is not None:
+        seg = np.maximum(2 * seg, (sitk.GetArrayFromImage(reorient(cord, target)) > 0).astype(np.int8))
+    data = sitk.GetArrayFromImage(image)[None]
+    spacing = list(image.GetSpacing())[::-1]
+    data, seg, _ = DefaultPreprocessor(verbose=False).run_case_npy(
+        data, seg[None], {"spacing": spacing}, plans_manager, plans_manager.get_configuration("3d_fullres"),
+        dataset_json)
+    return data.astype(np.float32), seg.astype(np.int64)
+
+
+def preprocess_cases(seeds: list[int], plans: dict, regions: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Phantoms reoriented to the model orientation and preprocessed exactly as at inference."""
     cases = []
     for seed in seeds:
         phantom = make_phantom(seed, contrast=CONTRASTS[seed % len(CONTRASTS)])
-        image = reorient(sitk.Cast(phantom.image, sitk.sitkFloat32), target)
-        lesion = reorient(phantom.lesion, target)
-        data = sitk.GetArrayFromImage(image)[None]
-        seg = sitk.GetArrayFromImage(lesion)[None].astype(np.int8)
-        spacing = list(image.GetSpacing())[::-1]
-        data, seg, _ = preprocessor.run_case_npy(data, seg, {"spacing": spacing}, plans_manager, configuration,
-                                                 DATASET_JSON)
-        cases.append((data.astype(np.float32), seg.astype(np.int64)))
+        cases.append(_preprocess(phantom.image, phantom.lesion, phantom.cord if regions else None, plans,
+                                 DATASET_JSON_REGIONS if regions else DATASET_JSON))
+    return cases
+
+
+def real_cases(count: int, seed: int, plans: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` variants of the real training scan (t2_ms; t2 is held out): synthetic lesions painted into its
+    cord, then a random layout, rotation and scaling (scripts/demo_real_data.py)."""
+    import demo_real_data
+
+    image, cord = demo_real_data.load_real()["t2_ms"]
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(count):
+        painted, lesion, _ = demo_real_data.paint_lesions(image, cord, rng)
+        variant, variant_cord, variant_lesion = demo_real_data.random_layout(painted, cord, lesion, rng)
+        cases.append(_preprocess(variant, variant_lesion, variant_cord, plans, DATASET_JSON_REGIONS))
     return cases
 
 
 def random_patch(case: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
-                 foreground: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A PATCH_ZYX crop (zero-padded if the case is smaller), centred on a lesion voxel when ``foreground``."""
+                 foreground: bool | str, strong: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A PATCH_ZYX crop (zero-padded if the case is smaller), centred on a lesion voxel when ``foreground`` (on a
+    cord voxel when it is "cord"); ``strong`` adds the region model's intensity and contrast augmentation."""
     data, seg = case
     pad = [(0, 0)] + [(0, max(0, p - s)) for p, s in zip(PATCH_ZYX, data.shape[1:])]
     data, seg = np.pad(data, pad), np.pad(seg, pad)
     shape = np.array(data.shape[1:])
-    lesion_voxels = np.argwhere(seg[0] > 0)
+    lesion_voxels = np.argwhere(seg[0] == seg.max()) if seg.max() > 0 else np.zeros((0, 3), int)
+    if foreground == "cord":
+        lesion_voxels = np.argwhere(seg[0] > 0)
     if foreground and len(lesion_voxels):
         centre = lesion_voxels[rng.integers(len(lesion_voxels))]
         start = np.clip(centre - np.array(PATCH_ZYX) // 2 + rng.integers(-8, 9, 3), 0, shape - PATCH_ZYX)
@@ -154,11 +203,49 @@ def random_patch(case: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
         if rng.random() < 0.5:
             x, y = np.flip(x, axis), np.flip(y, axis)
     x = x * rng.uniform(0.9, 1.1) + rng.normal(0, 0.05)  # intensity jitter
+    if strong:
+        x = _intensity_augmentation(np.ascontiguousarray(x), rng)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
-def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int) -> tuple[dict, list[float]]:
-    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+def _intensity_augmentation(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """nnU-Net-like intensity and contrast augmentation of a z-scored patch: gamma, contrast, brightness,
+    Gaussian blur, Gaussian noise and a smooth multiplicative bias field, each with some probability."""
+    from scipy import ndimage
+
+    if rng.random() < 0.3:  # gamma on the patch's own range
+        low, high = float(x.min()), float(x.max())
+        x = ((x - low) / max(high - low, 1e-6)) ** rng.uniform(0.7, 1.5) * (high - low) + low
+    if rng.random() < 0.3:  # contrast about the mean
+        mean = x.mean()
+        x = (x - mean) * rng.uniform(0.65, 1.5) + mean
+    if rng.random() < 0.2:
+        x = ndimage.gaussian_filter(x, (0, *rng.uniform(0.5, 1.2, 3)))
+    if rng.random() < 0.2:
+        x = x + rng.normal(0, rng.uniform(0.0, 0.15), x.shape)
+    if rng.random() < 0.3:  # coil-like bias field
+        field = ndimage.zoom(rng.normal(0, 0.15, (1, 3, 3, 3)), [1] + [p / 3 for p in PATCH_ZYX], order=3)
+        x = x * np.exp(field[:, :x.shape[1], :x.shape[2], :x.shape[3]])
+    return x.astype(np.float32)
+
+
+def _region_head(weights: dict) -> dict:
+    """A lesion-only demo model's weights for the region model: the segmentation layers' lesion output becomes
+    the lesion region's logit (weights and bias of lesion minus background: sigmoid of that difference is the
+    softmax lesion probability), the cord region's output starts from the background's, negated."""
+    weights = {k: v.float().clone() for k, v in weights.items()}
+    for name in [n for n in weights if ".seg_layers." in n]:
+        value = weights[name]
+        weights[name] = torch.stack([-value[0], value[1] - value[0]])
+    return weights
+
+
+def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int, regions: bool = False,
+               real: list | None = None, init: dict | None = None,
+               budget_s: float | None = None) -> tuple[dict, list[float]]:
+    """Train one fold for ``iterations`` iterations (one-cycle learning rate), or with ``budget_s`` for as many as
+    fit in that many seconds (same shape of learning rate, over elapsed time: for a shared CPU)."""
+    from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -167,30 +254,59 @@ def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int) 
     arch = plans["configurations"]["3d_fullres"]["architecture"]
     network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                      1, 2, allow_init=True, deep_supervision=False)
-    # Batch Dice: a patch without lesion (a third of them) then does not push the network towards empty masks.
-    loss_fn = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
-                             weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
+    if init is not None:
+        network.load_state_dict(_region_head(init) if regions else init)
+    if regions:  # as nnU-Net's trainer for region-based labels: sigmoid outputs, Dice + binary cross-entropy
+        loss_fn = DC_and_BCE_loss({}, {"batch_dice": True, "do_bg": True, "smooth": 1e-5, "ddp": False},
+                                  use_ignore_label=False, dice_class=MemoryEfficientSoftDiceLoss)
+    else:
+        # Batch Dice: a patch without lesion (a third of them) then does not push the network towards empty masks.
+        loss_fn = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                                 weight_ce=1, weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=iterations, pct_start=0.1)
+    schedule = (None if budget_s else
+                torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=iterations, pct_start=0.1))
+    max_lr = 1e-3 if init is not None else 3e-3
     batch = plans["configurations"]["3d_fullres"]["batch_size"]
     losses = []
     network.train()
     started = time.perf_counter()
-    for iteration in range(iterations):
-        patches = [random_patch(cases[rng.integers(len(cases))], rng, foreground=rng.random() < 0.67)
-                   for _ in range(batch)]
+    iteration = -1
+    while True:
+        iteration += 1
+        elapsed = time.perf_counter() - started
+        if (budget_s and elapsed >= budget_s) or (not budget_s and iteration >= iterations):
+            break
+        if budget_s:  # warm-up over the first 5 % of the time, then cosine annealing to zero
+            fraction = elapsed / budget_s
+            for group in optimizer.param_groups:
+                group["lr"] = max_lr * min(1.0, fraction / 0.05) * 0.5 * (1 + np.cos(np.pi * fraction)) + 1e-6
+        if regions:  # half real, half phantoms; centred on a lesion, on the cord, or anywhere
+            patches = []
+            for _ in range(batch):
+                pool = real if real and rng.random() < 0.5 else cases
+                draw = rng.random()
+                patches.append(random_patch(pool[rng.integers(len(pool))], rng,
+                                            foreground=True if draw < 0.45 else "cord" if draw < 0.75 else False,
+                                            strong=True))
+        else:
+            patches = [random_patch(cases[rng.integers(len(cases))], rng, foreground=rng.random() < 0.67)
+                       for _ in range(batch)]
         x = torch.from_numpy(np.stack([p[0] for p in patches])).float()
         y = torch.from_numpy(np.stack([p[1] for p in patches]))
+        if regions:  # one-hot regions: sc = labels 1 and 2, lesion = label 2
+            y = torch.cat([y >= 1, y == 2], dim=1).float()
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(network(x), y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
         optimizer.step()
-        schedule.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(float(loss.detach()))
         if iteration % 50 == 0 or iteration == iterations - 1:
             recent = np.mean(losses[-50:])
-            print(f"fold {fold} iteration {iteration + 1}/{iterations} loss {recent:.4f} "
+            print(f"fold {fold} iteration {iteration + 1}/{'-' if budget_s else iterations} loss {recent:.4f} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     return copy.deepcopy(network.state_dict()), losses
 
@@ -225,30 +341,46 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=48, help="phantoms per fold's training set")
     parser.add_argument("--iterations", type=int, default=1000, help="training iterations per fold")
     parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--regions", action="store_true", help="region-based cord + lesion model (issue 15)")
+    parser.add_argument("--real", type=int, default=0, help="real-scan variants per fold (with --regions)")
+    parser.add_argument("--init-from", type=Path, help="start each fold from this demo model's same fold")
+    parser.add_argument("--minutes", type=float, help="train each fold for this long instead of --iterations")
+    parser.add_argument("--only-fold", type=int, action="append",
+                        help="train only this fold (repeatable; the others are not written)")
     args = parser.parse_args()
+    dataset_json = DATASET_JSON_REGIONS if args.regions else DATASET_JSON
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     plans = make_plans(args.cases * args.folds)
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / "dataset.json").write_text(json.dumps({**DATASET_JSON, "numTraining": args.cases * args.folds}, indent=2))
+    (tmp / "dataset.json").write_text(json.dumps({**dataset_json, "numTraining": args.cases * args.folds}, indent=2))
     (tmp / "plans.json").write_text(json.dumps(plans, indent=2))
-    for fold in range(args.folds):
+    for fold in args.only_fold or range(args.folds):
         seeds = [args.seed + 1000 * fold + i for i in range(args.cases)]
         started = time.perf_counter()
-        cases = preprocess_cases(seeds, plans)
-        print(f"fold {fold}: {len(cases)} phantoms preprocessed in {time.perf_counter() - started:.0f} s", flush=True)
-        weights, losses = train_fold(fold, cases, plans, args.iterations, args.seed + fold)
+        cases = preprocess_cases(seeds, plans, args.regions)
+        real = real_cases(args.real, args.seed + 7 * fold + 1, plans) if args.regions and args.real else None
+        print(f"fold {fold}: {len(cases)} phantoms and {len(real or [])} real-scan variants preprocessed in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        init = None
+        if args.init_from is not None:
+            init = torch.load(args.init_from / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
+                              weights_only=False)["network_weights"]
+        weights, losses = train_fold(fold, cases, plans, args.iterations, args.seed + fold, args.regions, real, init,
+                                     args.minutes * 60 if args.minutes else None)
         checkpoint = {
             "network_weights": compact_weights(weights),
-            "init_args": {"configuration": "3d_fullres", "fold": fold, "plans": plans, "dataset_json": DATASET_JSON},
+            "init_args": {"configuration": "3d_fullres", "fold": fold, "plans": plans, "dataset_json": dataset_json},
             "trainer_name": "nnUNetTrainer",
             "inference_allowed_mirroring_axes": (0, 1, 2),
-            "current_epoch": args.iterations,
+            "current_epoch": len(losses),
             "logging": {"train_losses": [float(v) for v in losses[::10]]},
             "training": {"seed": args.seed + fold, "phantom_seeds": [seeds[0], seeds[-1]],
-                         "iterations": args.iterations, "seconds": round(time.perf_counter() - started, 1)},
+                         "iterations": len(losses), "seconds": round(time.perf_counter() - started, 1),
+                         **({"real_variants": args.real, "real_scan": "sct_tutorial_data/t2_ms (t2 held out)",
+                             "init_from": str(args.init_from)} if args.regions else {})},
         }
         (tmp / f"fold_{fold}").mkdir()
         torch.save(checkpoint, tmp / f"fold_{fold}" / "checkpoint_final.pth")

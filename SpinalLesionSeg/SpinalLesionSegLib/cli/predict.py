@@ -135,19 +135,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     job = Job(inputs=[str(inputs["image"])], output_dir=str(args.output), device=args.device)
     result = predict_case(model, [inputs["image"]], job, info, ProgressBar("demo"))
     outputs = result["outputs"]
+    # A region-based demo model segments the cord itself: levels then come from the phantom's disc points along
+    # the model's cord (as a user's disc markups would), with no labelled cord given; else the phantom's labels.
+    model_cord = outputs.get("sc_seg")
+    levels, cord = (inputs["discs"], model_cord) if model_cord else (inputs["levels"], inputs["cord"])
+    levels_from = ("the phantom's disc points along the model's cord" if model_cord
+                   else "the phantom's labelled cord")
     stats = run_stats(outputs["lesion_seg"], args.output / "stats", soft_path=outputs["lesion_soft"],
-                      levels_path=inputs["levels"], cord_path=inputs["cord"])
+                      levels_path=levels, cord_path=cord)
     report = make_report(inputs["image"], outputs["lesion_seg"], args.output / "report",
-                         soft_path=outputs["lesion_soft"], levels_path=inputs["levels"], cord_path=inputs["cord"],
+                         soft_path=outputs["lesion_soft"], levels_path=levels, cord_path=cord,
                          patient_id=f"demo-seed{args.seed}")
     summary = _demo_summary(phantom, result, time.perf_counter() - started)
+    summary["levels_from"] = levels_from
+    if model_cord:
+        summary["cord_dice"] = _cord_dice(phantom, model_cord)
     summary["per_level"] = {level: row for level, row in stats.summary["per_level"].items() if row["lesions_touching"]}
     summary["stats"] = [str(path) for path in stats.files]
     summary["report"] = [str(report.html), str(report.pdf)]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print("\n".join([_format_demo(summary), "  per vertebral level (levels: the phantom's labelled cord):",
+        print("\n".join([_format_demo(summary), f"  per vertebral level (levels: {levels_from}):",
                          *("  " + line for line in level_lines(stats.summary)),
                          f"  report: {report.pdf} and {report.html.name} beside it"]))
     return 0
@@ -170,12 +179,22 @@ def _demo_summary(phantom: Any, result: dict[str, Any], seconds: float) -> dict[
             "lesion_f1": round(scores.f1, 3), "device": result["device"]["name"], "seconds": round(seconds, 1)}
 
 
+def _cord_dice(phantom: Any, cord_path: Any) -> float:
+    """Dice of the model's cord against the phantom's true cord."""
+    import SimpleITK as sitk
+
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(cord_path))) > 0
+    truth = sitk.GetArrayViewFromImage(phantom.cord) > 0
+    return round(2 * float((predicted & truth).sum()) / max(1, int(predicted.sum()) + int(truth.sum())), 3)
+
+
 def _format_demo(summary: dict[str, Any]) -> str:
     lines = [f"demo: synthetic T2w phantom {summary['input']}",
              f"  lesions: {summary['true_lesions']} true ({summary['true_volume_mm3']} mm3), "
              f"{summary['found_lesions']} found, {summary['false_positive_lesions']} false positive; "
              f"predicted {summary['predicted_volume_mm3']} mm3",
-             f"  Dice {summary['dice']}, lesion-wise F1 {summary['lesion_f1']}",
+             (f"  Dice {summary['dice']}, lesion-wise F1 {summary['lesion_f1']}"
+              + (f"; cord Dice {summary['cord_dice']} (the model's cord)" if "cord_dice" in summary else "")),
              f"  {summary['seconds']} s on {summary['device']}; outputs:"]
     lines += [f"    {path}" for path in summary["outputs"].values()]
     return "\n".join(lines)
