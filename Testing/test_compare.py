@@ -1,12 +1,6 @@
-"""``spinal-lesion-seg compare`` on real anatomy with planted changes (the cases: Testing/compare_cases.py).
-
-The baseline is the real sagittal T2w crop of ``sct_testing_data/t2`` with its real cord mask; lesions are
-ellipsoids painted inside the cord (and brightened in the image, as MS lesions are on T2w). The follow-up holds
-one planted change of each class, and it is the baseline anatomy moved by a known rigid transform (3 deg, 2 mm),
-resampled with SimpleITK (the image linearly, with intensity scaling and noise, the masks by nearest neighbour),
-on the same grid or on another grid (0.8 mm, RAS voxel order instead of PSR). Expected volumes are voxel counts
-of the planted masks on each scan's own grid, counted here, never taken from the code under test.
-"""
+"""``spinal-lesion-seg compare`` on real anatomy with planted changes: one change of each class, the follow-up
+moved by a known rigid transform, on the same grid or another (the cases and how they are made:
+Testing/compare_cases.py). Expected volumes are voxel counts of the planted masks, never the code's own."""
 
 from __future__ import annotations
 

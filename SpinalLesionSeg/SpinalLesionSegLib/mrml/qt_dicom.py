@@ -72,13 +72,10 @@ class DicomSection(PanelSection):
         self.databaseCheckBox = qt.QCheckBox(_("Add to Slicer's DICOM database (to send to PACS)"))
         self.databaseCheckBox.checked = True
         form.addRow(self.databaseCheckBox)
-        self.exportButton = qt.QPushButton(_("Export to DICOM..."))
-        self.exportButton.toolTip = _(
+        self.exportButton = self._button(form, _("Export to DICOM..."), self.onExport, _(
             "For an input loaded from the DICOM database: the corrected lesion segment (and the cord) as DICOM SEG, "
             "the soft map as a fractional SEG, a structured report of the lesions and preview images, all "
-            "referencing the source series.")
-        self.exportButton.connect("clicked(bool)", self.onExport)
-        form.addRow(self.exportButton)
+            "referencing the source series."))
         self.statusLabel = qt.QLabel()
         self.statusLabel.wordWrap = True
         form.addRow(self.statusLabel)

@@ -34,8 +34,8 @@ class LevelsRow(PanelSection):
         self.output: list[str] = []
         self.button = qt.QPushButton(_("Find levels (TotalSpineSeg)"))
         self.button.toolTip = _(
-            "Run TotalSpineSeg on the input volume in the background (minutes on a CPU, about one on a GPU; the "
-            "same volume again: a second, from its cache) and use its vertebrae and discs as the levels. Needs "
+            "Run TotalSpineSeg on the input volume in the background (the same volume again: a second, from its "
+            "cache) and use its vertebrae and discs as the levels. Needs "
             "TotalSpineSeg and its weights in the worker's Python (Advanced > Python); click again to cancel.")
         self.button.connect("clicked(bool)", self.onClicked)
         self.statusLabel = qt.QLabel()
