@@ -26,7 +26,7 @@ ALLOWED = {
     "dicom": {"base", "analysis"},
     "anatomy": {"base", "models", "analysis"},
     "phantom": {"base", "analysis"},
-    "batch": {"base", "analysis", "inference", "models"},
+    "batch": {"base", "analysis", "inference", "models", "anatomy"},
     "mrml": {"base", "analysis", "inference", "models", "batch", "reporting", "dicom"},
     "reporting": {"base", "analysis", "dicom"},
     "cli": {"base", "analysis", "inference", "models", "phantom", "batch", "reporting", "dicom", "anatomy"},

@@ -345,4 +345,27 @@ def test_levels_auto_options_are_checked(case: dict, real: dict, tmp_path: Path)
     assert done.returncode == 2 and "--image and --levels auto go together" in done.stderr
     done = _run("stats", "--image", real["image"], "--lesion", case["lesion"], case["lesion"], "--levels", "auto",
                 "-o", tmp_path)
-    assert done.returncode == 2 and "--levels auto takes one station" in done.stderr
+    assert done.returncode == 2 and "give one --image (and one --cord, if any) per --lesion station" in done.stderr
+
+
+def test_two_stations_with_levels_auto_give_the_whole_images_table(case: dict, real: dict, tmp_path: Path) -> None:
+    """An upper and a lower station cut from the real scan (overlapping slices 14..33 along j, with the C3 lesion
+    and the C3/C4 disc, so that each station holds two discs), each with its own TotalSpineSeg outputs: the whole
+    scan's per-level table."""
+    lesion = sitk.ReadImage(str(case["lesion"]))
+    image = sitk.ReadImage(str(real["image"]))
+    images, lesions = [], []
+    for number, cut in enumerate((slice(0, 34), slice(14, 55))):  # SimpleITK slicing keeps the position in space
+        images.append(tmp_path / f"station{number}.nii.gz")
+        lesions.append(tmp_path / f"station{number}_lesion.nii.gz")
+        sitk.WriteImage(image[:, cut, :], str(images[-1]))
+        sitk.WriteImage(lesion[:, cut, :], str(lesions[-1]))
+        _publish(case, real, tmp_path / "out", images[-1])  # the whole map, put on the station's grid
+    done = _run("stats", "--image", *images, "--lesion", *lesions, "--levels", "auto", "-o", tmp_path / "out",
+                env=_no_tool_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("TotalSpineSeg real-format fixture (cached") == 2
+    assert done.stderr.count("its discs along the cord, cord from TotalSpineSeg") == 2
+    assert _per_level(tmp_path / "out") == {"C2": 459.0, "C3": 453.0, "C4": 99.0}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["lesion_count"] == 3  # the lesion in the overlap counted once

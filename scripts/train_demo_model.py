@@ -240,6 +240,11 @@ def _region_head(weights: dict) -> dict:
     return weights
 
 
+def is_region_model(folder: Path) -> bool:
+    """Whether a demo model folder is region-based (cord + lesion): then ``--init-from`` continues its training."""
+    return "regions_class_order" in json.loads((folder / "dataset.json").read_text())
+
+
 def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int, regions: bool = False,
                real: list | None = None, init: dict | None = None,
                budget_s: float | None = None) -> tuple[dict, list[float]]:
@@ -255,7 +260,7 @@ def train_fold(fold: int, cases: list, plans: dict, iterations: int, seed: int, 
     network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                      1, 2, allow_init=True, deep_supervision=False)
     if init is not None:
-        network.load_state_dict(_region_head(init) if regions else init)
+        network.load_state_dict(init)
     if regions:  # as nnU-Net's trainer for region-based labels: sigmoid outputs, Dice + binary cross-entropy
         loss_fn = DC_and_BCE_loss({}, {"batch_dice": True, "do_bg": True, "smooth": 1e-5, "ddp": False},
                                   use_ignore_label=False, dice_class=MemoryEfficientSoftDiceLoss)
@@ -343,7 +348,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--regions", action="store_true", help="region-based cord + lesion model (issue 15)")
     parser.add_argument("--real", type=int, default=0, help="real-scan variants per fold (with --regions)")
-    parser.add_argument("--init-from", type=Path, help="start each fold from this demo model's same fold")
+    parser.add_argument("--init-from", type=Path, help="start each fold from this demo model's same fold "
+                        "(a region model's training continues; a lesion-only model's head is converted)")
     parser.add_argument("--minutes", type=float, help="train each fold for this long instead of --iterations")
     parser.add_argument("--only-fold", type=int, action="append",
                         help="train only this fold (repeatable; the others are not written)")
@@ -368,6 +374,8 @@ def main() -> None:
         if args.init_from is not None:
             init = torch.load(args.init_from / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
                               weights_only=False)["network_weights"]
+            if args.regions and not is_region_model(args.init_from):
+                init = _region_head(init)
         weights, losses = train_fold(fold, cases, plans, args.iterations, args.seed + fold, args.regions, real, init,
                                      args.minutes * 60 if args.minutes else None)
         checkpoint = {

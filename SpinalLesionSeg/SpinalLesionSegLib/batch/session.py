@@ -20,6 +20,7 @@ from ..inference.protocol import Job
 from ..models.resolve import ResolvedModel, resolve_model
 from ..outputs import writable_folder
 from .dicom_tree import find_dicom_images
+from .level_stats import LevelRecord, image_level_stats, write_levels_tsv
 from .pair_runs import PAIR_STATUSES, PairRecord, compare_pair, read_pair_records, write_pair_tsv
 from .pairs import Pair, owned_pairs
 from .plan import RUN, Decision, decide
@@ -28,6 +29,9 @@ from .runner import BatchRunner, OnRecord, reuse_record
 
 #: Called after each session comparison with its record, the number finished and the number to do.
 OnPair = Callable[[PairRecord, int, int], None]
+#: Called after each image's per-level statistics (``--levels auto``) with its record, the number finished and the
+#: number to do.
+OnLevels = Callable[[LevelRecord, int, int], None]
 
 BIDS_VERSION = "1.9.0"
 
@@ -119,6 +123,17 @@ class BatchSession:
                 on_pair(records[-1], len(records), len(pairs))
         return records
 
+    def level_stats(self, roi_label: str | None, tool: str | None, device: str | None,
+                    on_image: OnLevels | None = None) -> list[LevelRecord]:
+        """``--levels auto``: TotalSpineSeg (cached) and the per-level statistics of each image of this part
+        (:mod:`.level_stats`), one after another (TotalSpineSeg uses every core); ``on_image`` after each."""
+        records = []
+        for image in self.part:
+            records.append(image_level_stats(image, roi_label, tool, device))
+            if on_image:
+                on_image(records[-1], len(records), len(self.part))
+        return records
+
     def write_description(self) -> Path:
         """``dataset_description.json`` of the derivatives folder (BIDS 1.9 derivative), naming the model and
         the sha256 fingerprint of its weights."""
@@ -147,6 +162,8 @@ class BatchSession:
         if pairs:
             lines += [f"{len(pairs)} session comparison(s): {_counts(pairs, PAIR_STATUSES)}",
                       f"  table: {write_pair_tsv(self.root, pairs)}"]
+        if levels := write_levels_tsv(self.root):
+            lines.append(f"  per-level table: {levels}")
         return "\n".join([*lines, f"  QC page: {page}"])
 
 

@@ -59,8 +59,8 @@ def _register_stats(commands: argparse._SubParsersAction) -> None:
     from .predict import add_outside_cord_options
 
     add_outside_cord_options(stats, drop=False, cord="--cord")
-    stats.add_argument("--image", metavar="IMG", help="the scan the lesion mask was made from (NIfTI/NRRD): "
-                       "TotalSpineSeg runs on it for --levels auto")
+    stats.add_argument("--image", nargs="+", metavar="IMG", help="the scan the lesion mask was made from "
+                       "(NIfTI/NRRD), one per station: TotalSpineSeg runs on it for --levels auto")
     add_auto_levels_options(stats)
     _add_resample(stats, "the soft map, cord mask and levels image onto the lesion mask's grid")
     _add_output_folder(stats)
@@ -164,18 +164,20 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _auto_levels_for_stats(args: argparse.Namespace) -> None:
-    """``stats --levels auto --image IMG``: replace ``args.levels`` (and ``args.cord`` when none was given, and
-    ``args.levels_kind``) with TotalSpineSeg's cached outputs for the image."""
+    """``stats --levels auto --image IMG [IMG2 ...]``: replace ``args.levels`` (and ``args.cord`` when none was
+    given, and ``args.levels_kind``) with TotalSpineSeg's cached outputs for each station's image. Stations get
+    levels of one kind: its discs along the cord when every station has a cord, else its vertebrae."""
     if args.levels != [AUTO_LEVELS] or args.image is None:
         args.usage_error("--image and --levels auto go together (TotalSpineSeg runs on the image)")
-    if len(args.lesion) > 1:
-        from ..errors import InputError
-
-        raise InputError(None, "--levels auto takes one station for now: run TotalSpineSeg per station with 'stats "
-                               "--levels auto' and give its <stem>_totalspineseg_levels.nii.gz files to --levels")
-    cord = (args.cord or [None])[0]
-    levels, args.levels_kind, cord = auto_levels_inputs(args, args.image, args.output, cord)
-    args.levels, args.cord = [levels], [cord] if cord else None
+    if len(args.image) != len(args.lesion) or (args.cord and len(args.cord) != len(args.lesion)):
+        args.usage_error("give one --image (and one --cord, if any) per --lesion station, in the same order")
+    runs = [run_auto_levels(args, image, args.output) for image in args.image]
+    cords = [cord or (str(run.cord) if run.cord else None) for cord, run in zip(args.cord or [None] * len(runs), runs)]
+    by_vertebrae = not all(cord and run.discs for cord, run in zip(cords, runs))  # one kind for every station
+    found = [chosen_levels(run, cord, by_vertebrae) for run, cord in zip(runs, cords)]
+    args.levels = [levels for levels, _, _ in found]
+    args.levels_kind = found[0][1]
+    args.cord = [cord for _, _, cord in found] if all(cord for _, _, cord in found) else None
 
 
 AUTO_LEVELS = "auto"
@@ -197,16 +199,25 @@ def add_auto_levels_options(parser: argparse.ArgumentParser) -> None:
 def auto_levels_inputs(args: argparse.Namespace, image: str, out_dir: str, cord: str | None,
                        series_uids: tuple[str, ...] = ()) -> tuple[str, str, str | None]:
     """(levels file, its kind, cord mask) from TotalSpineSeg's outputs for ``image`` (cached in ``out_dir``): its
-    discs along the cord when a cord is known (``cord``, else its own), else its vertebrae. One line on stderr
-    says what was used."""
+    discs along the cord when a cord is known (``cord``, else its own), else its vertebrae."""
+    return chosen_levels(run_auto_levels(args, image, out_dir, series_uids), cord)
+
+
+def run_auto_levels(args: argparse.Namespace, image: str, out_dir: str, series_uids: tuple[str, ...] = ()):
+    """TotalSpineSeg's outputs for ``image``, cached in ``out_dir`` (:func:`..anatomy.totalspineseg.auto_levels`)."""
     from ..anatomy.totalspineseg import auto_levels
 
     if args.levels_kind != "auto":
         args.usage_error("--levels-kind does not apply to --levels auto")
-    found = auto_levels(image, out_dir, tool=args.totalspineseg, series_uids=series_uids,
-                        device=None if args.device == TSS_DEVICES[0] else args.device)
+    return auto_levels(image, out_dir, tool=args.totalspineseg, series_uids=series_uids,
+                       device=None if args.device == TSS_DEVICES[0] else args.device)
+
+
+def chosen_levels(found, cord: str | None, by_vertebrae: bool = False) -> tuple[str, str, str | None]:
+    """(levels file, its kind, cord mask) of TotalSpineSeg's outputs ``found``: its discs along ``cord`` (else its
+    own cord) unless ``by_vertebrae`` or no cord is known, else its vertebrae. One line on stderr says which."""
     cord = cord or (str(found.cord) if found.cord else None)
-    levels, kind = found.level_source(cord is not None)
+    levels, kind = found.level_source(cord is not None and not by_vertebrae)
     print(f"levels: TotalSpineSeg {found.version} ({'cached' if found.reused else 'run now'}, {found.manifest.name})"
           f": {'its discs along the cord' if kind == 'markups' else 'its vertebrae'}, cord from "
           f"{'--cord' if cord and cord != str(found.cord) else 'TotalSpineSeg' if cord else 'nowhere'}",

@@ -53,12 +53,21 @@ def register(commands: Any) -> None:
                        help="then compare each subject's consecutive sessions (and, from three on, the first with "
                        "the last), as compare does, using manual corrections where they exist; results under "
                        "sub-XX/longitudinal/, longitudinal.tsv and a timeline in the QC page")
+    batch.add_argument("--levels", choices=("auto",),
+                       help="'auto': then run TotalSpineSeg on each image (cached beside its outputs) and write its "
+                       "per-level lesion table (S_stats/: lesions.csv, levels.csv, summary.json, as stats does), using "
+                       "the manual correction where one exists; all images in levels.tsv. Checked before anything "
+                       "runs: TotalSpineSeg and its weights must be installed unless every image has them cached")
+    batch.add_argument("--totalspineseg", metavar="CMD", help="TotalSpineSeg for --levels auto: its 'totalspineseg' "
+                       "command or the Python that has it (default: SPINAL_LESION_SEG_TOTALSPINESEG, else "
+                       "'totalspineseg' on PATH or beside this Python); it runs on --device")
     batch.add_argument("--qc-only", action="store_true",
                        help="rebuild batch.tsv and the QC page from what is on disk; run nothing")
     batch.set_defaults(func=_cmd_batch)
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch.level_stats import images_to_run, require_tool
     from ..batch.session import BatchSession
 
     session = BatchSession(args.root)
@@ -73,9 +82,15 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     for line in session.skipped:
         print(f"{defaults.PROG}: note: left out: {line}", file=sys.stderr)
     decisions = session.plan(images, _job_template(args), args.roi_label, args.overwrite, args.dry_run)
+    if args.levels and not args.dry_run:
+        to_run = require_tool(images, args.totalspineseg)
+        print(f"{defaults.PROG}: levels: TotalSpineSeg runs on {to_run} image(s), cached for {len(images) - to_run}",
+              file=sys.stderr)
     if args.dry_run:
         for decision in decisions:
             print(f"{decision.action:4}  {decision.image.relative.as_posix()}  ({decision.reason})")
+        for image in images_to_run(images) if args.levels else []:
+            print(f"levels  {image.relative.as_posix()}  (TotalSpineSeg not cached yet)")
         for pair in session.pairs() if args.compare_sessions else []:
             print(f"compare  {pair.subject} {pair.series} {pair.baseline.session} -> {pair.followup.session}  "
                   f"({pair.kind}; skipped if current)")
@@ -83,8 +98,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     bar = _BatchProgress(sum(d.action == "run" for d in decisions))
     records = session.run(decisions, args.jobs, on_record=bar)
     pairs = session.compare_sessions(args.roi_label, on_pair=_pair_progress) if args.compare_sessions else []
+    levels = session.level_stats(args.roi_label, args.totalspineseg, _tss_device(args.device),
+                                 on_image=_levels_progress) if args.levels else []
     print(session.rebuild_views())
     failed = [(r.image, r.error) for r in records if r.status == "failed"]
+    failed += [(f"{r.image} levels", r.error) for r in levels if r.status == "failed"]
     failed += [(f"{p.subject} {p.series} {p.baseline_session} -> {p.followup_session}", p.error)
                for p in pairs if p.status == "failed"]
     for what, error in failed:
@@ -114,6 +132,18 @@ class _BatchProgress:
         what = f"{record.lesion_count} lesion(s)" if record.status == "done" else record.error
         print(f"[{finished}/{self.total}] {record.name}: {record.status} ({what}); "
               f"ETA {_duration(eta) if finished < self.total else 'done'}", file=sys.stderr, flush=True)
+
+
+def _tss_device(device: str) -> str | None:
+    """TotalSpineSeg's ``--device`` for the model's: cuda and cpu as they are, else its own default (cuda when
+    available; it has no mps)."""
+    return device if device in ("cuda", "cpu") else None
+
+
+def _levels_progress(record: Any, finished: int, total: int) -> None:
+    """One line per image's per-level statistics: where they are, or why not."""
+    print(f"[levels {finished}/{total}] {record.image}: {record.status} ({record.error or record.folder})",
+          file=sys.stderr, flush=True)
 
 
 def _pair_progress(record: Any, finished: int, total: int) -> None:
