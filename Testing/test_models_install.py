@@ -259,7 +259,9 @@ def test_remove(tmp_path: Path, cache: Path) -> None:
 
 
 def test_bundled_model_is_verified_against_its_sha256sums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bundled = write_tree(tmp_path / "demo", trainer_files((0, 1)))
+    # The bundled model's own dataset.json (its labels are what the demo manifest checks), fake folds.
+    dataset = (MANIFESTS["demo"].bundled_folder / "dataset.json").read_text()
+    bundled = write_tree(tmp_path / "demo", trainer_files((0, 1), dataset=dataset))
     demo = dataclasses.replace(MANIFESTS["demo"], bundled_folder=bundled)
     monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**MANIFESTS, "demo": demo}))
     with pytest.raises(InputError, match="SHA256SUMS: missing"):

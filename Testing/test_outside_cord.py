@@ -174,7 +174,8 @@ def test_predict_flags_by_default_and_drops_on_request(painted: dict, predicted:
     outside = {n: d for n, d in distances.items() if d > defaults.OUTSIDE_CORD_MARGIN_MM}
     record = flagged["sidecar"]["outside_cord"]
     assert record["cord"] == "roi_mask" and record["margin_mm"] == defaults.OUTSIDE_CORD_MARGIN_MM
-    assert not record["dropped"] and {o["id"]: o["distance_to_cord_mm"] for o in record["lesions"]} == outside
+    assert not record["dropped"]  # the sidecar gives distances to the micrometre
+    assert {o["id"]: o["distance_to_cord_mm"] for o in record["lesions"]} == {n: round(d, 3) for n, d in outside.items()}
     labels, _ = ndimage.label(flagged["mask"], STRUCTURE)
     painted_outside = set(np.unique(labels[_ball(labels.shape, IN_GAP, 1)])) - {0}
     assert painted_outside and painted_outside <= set(outside), "the lesion painted 6 mm from the cord is flagged"
@@ -204,7 +205,7 @@ def test_stats_flags_the_same_lesions_and_warns(painted: dict, predicted: dict, 
     with (tmp_path / "lesions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {int(r["lesion_id"]) for r in rows if r["outside_cord"] == "1"} == {o["id"] for o in listed}
-    assert {int(r["lesion_id"]): float(r["cord_distance_mm"]) for r in rows if r["outside_cord"] == "1"} == {
+    assert {int(r["lesion_id"]): round(float(r["cord_distance_mm"]), 3) for r in rows if r["outside_cord"] == "1"} == {
         o["id"]: o["distance_to_cord_mm"] for o in listed}
     summary = json.loads((tmp_path / "summary.json").read_text())["outside_cord"]
     assert summary["count"] == len(listed) and summary["lesions"] == listed
@@ -316,9 +317,9 @@ def test_the_panel_flags_in_the_review_table_and_drops_with_its_parameter(painte
     sidecar, rows, mask = results[False]
     listed = {o["id"]: o["distance_to_cord_mm"] for o in sidecar["outside_cord"]["lesions"]}
     assert listed and sidecar["outside_cord"]["cord"] == "roi_mask"
-    flagged = {int(r["id"]): r["flag"] for r in rows if OUTSIDE_CORD_TEXT in r["flag"]}
+    flagged = {int(r["id"]): r["flag"].split(", ")[-1] for r in rows if OUTSIDE_CORD_TEXT in r["flag"]}
     assert flagged == {n: f"{OUTSIDE_CORD_TEXT} ({d:.1f} mm)" for n, d in listed.items()}, \
-        "the review table flags what the worker listed, with the distance"
+        "the review table flags what the worker listed, with the distance (after any other flag: 'check, ...')"
     sidecar, rows, dropped_mask = results[True]
     assert sidecar["outside_cord"]["dropped"] and not any(OUTSIDE_CORD_TEXT in r["flag"] for r in rows)
     assert len(rows) == len(results[False][1]) - len(listed) and dropped_mask.sum() < mask.sum()

@@ -74,7 +74,10 @@ def test_soft_map_matches_stock_nnunetv2(demo: LoadedModel, tmp_path: Path) -> N
                                      overwrite=True, num_processes_preprocessing=1,
                                      num_processes_segmentation_export=1)
         stock_probabilities.append(np.load(out / "case.npz")["probabilities"][demo.lesion_channel])
-        stock_masks.append(_array(sitk.ReadImage(str(out / "case.nii.gz"))) == demo.lesion_channel)
+        # The exported label of a lesion: its label value (1 in a lesion-only model, 2 in a region model, where
+        # the lesion region is exported last, over the cord's 1).
+        lesion_value = demo.dataset_json["labels"][demo.resolved.lesion_label]
+        stock_masks.append(_array(sitk.ReadImage(str(out / "case.nii.gz"))) == lesion_value)
     stock_soft = np.mean(stock_probabilities, axis=0)
 
     ours = demo.predict(image)

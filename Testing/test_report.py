@@ -339,3 +339,47 @@ def test_cells_are_printed_by_their_unit() -> None:
     widths = {"lesion_id": 30.0, "a": 100.0, "b": 100.0, "c": 100.0}
     assert column_groups(["lesion_id", "a", "b", "c"], "lesion_id", widths, 240.0) == [
         ["lesion_id", "a", "b"], ["lesion_id", "c"]]
+
+
+def _cut_stations(case: Case, folder: Path) -> list[dict[str, Path]]:
+    """The case's files cut into an upper and a lower station overlapping on slices 20..33 along j (the C3 lesion
+    in the overlap); SimpleITK slicing keeps each cut's position in space."""
+    import SimpleITK as sitk
+
+    stations = []
+    for number, cut in enumerate((slice(0, 34), slice(20, 55)), start=1):
+        files = {}
+        for role, path in case.args.items():
+            files[role] = folder / f"station{number}_{role}.nii.gz"
+            sitk.WriteImage(sitk.ReadImage(str(path))[:, cut, :], str(files[role]))
+        stations.append(files)
+    return stations
+
+
+def test_two_stations_make_one_report_with_the_whole_scans_numbers(case: Case, tmp_path: Path) -> None:
+    from SpinalLesionSegLib.reporting.stations import gather_station_report_data
+
+    stations = _cut_stations(case, tmp_path)
+    files = {role: [station[role] for station in stations] for role in stations[0]}
+    merged = gather_station_report_data(files["image"], files["lesion"], soft_paths=files["soft"],
+                                        cord_paths=files["cord"], levels_paths=files["levels"])
+    whole = gather_report_data(case.args["image"], case.args["lesion"], soft_path=case.args["soft"],
+                               levels_path=case.args["levels"], cord_path=case.args["cord"])
+    assert merged.lesion_count == whole.lesion_count == len(PAINTED)  # the C3 lesion in the overlap counted once
+    assert merged.total_volume_mm3 == whole.total_volume_mm3
+    assert merged.total_soft_volume_mm3 == pytest.approx(whole.total_soft_volume_mm3, rel=1e-6)
+    volumes = lambda data: {row["level"]: row["volume_mm3"] for row in data.level_rows}  # noqa: E731
+    assert volumes(merged) == volumes(whole)
+    assert merged.volumes["image"].GetSize() == merged.labels.GetSize()
+
+    out = tmp_path / "out"
+    options = [str(item) for role in ("image", "lesion", "soft", "levels", "cord") for item in (f"--{role}", *files[role])]
+    assert main(["report", *options, "--patient-id", PATIENT, "-o", str(out)]) == 0
+    text = " ".join(pdf_text(out / "report.pdf").split())
+    assert "Stations 2 series merged" in text and "station1_image.nii.gz" in text and "station2_image.nii.gz" in text
+    assert json.loads((out / "report.json").read_text())["lesion_count"] == len(PAINTED)
+    subprocess.run([poppler_tool("pdftoppm"), "-r", "60", "-png", str(out / "report.pdf"), "/tmp/report_stations"],
+                   check=True)  # left for a person to look at
+    with pytest.raises(SystemExit) as usage:  # one image for two lesion masks: argparse's usage error
+        main(["report", "--image", str(files["image"][0]), "--lesion", *map(str, files["lesion"]), "-o", str(out)])
+    assert usage.value.code == 2

@@ -128,9 +128,10 @@ def render_case_pictures(image: str | os.PathLike[str] | sitk.Image, lesion_path
 
 
 def render_lesion_pictures(image: str | os.PathLike[str] | sitk.Image, labels: sitk.Image, lesion_ids: Sequence[int],
-                           *, soft_path: str | os.PathLike[str] | None = None,
-                           cord_path: str | os.PathLike[str] | None = None) -> LesionPictures:
-    """The report's pictures (PNG) of :func:`lesion_picture_arrays`, for ``image`` (a file or a volume read)."""
+                           *, soft_path: str | os.PathLike[str] | sitk.Image | None = None,
+                           cord_path: str | os.PathLike[str] | sitk.Image | None = None) -> LesionPictures:
+    """The report's pictures (PNG) of :func:`lesion_picture_arrays`, for ``image`` (a file or a volume read; the
+    soft map and cord likewise)."""
     drawn = lesion_picture_arrays(image, labels, lesion_ids, soft=soft_path, cord=cord_path)
     return LesionPictures(overview=_png(Image.fromarray(drawn.overview, "RGB")),
                           axial={n: _png(Image.fromarray(rgb, "RGB")) for n, rgb in drawn.axial.items()})

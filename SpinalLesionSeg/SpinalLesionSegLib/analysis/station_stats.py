@@ -31,7 +31,7 @@ def run_station_stats(lesion_paths: Sequence[PathLike], out_dir: PathLike, *,
                       outside_cord_margin_mm: float = OUTSIDE_CORD_MARGIN_MM) -> StatsOutputs:
     """Per-lesion and per-level statistics of a multi-station exam: the i-th soft map, cord and levels file belong
     to the i-th lesion mask (each list empty or as long as ``lesion_paths``)."""
-    files = _per_station(lesion_paths, {"--soft": soft_paths, "--cord": cord_paths, "--levels": levels_paths})
+    files = per_station(lesion_paths, {"--soft": soft_paths, "--cord": cord_paths, "--levels": levels_paths})
     stations = []
     for number, (lesion, soft, cord, levels) in enumerate(files, start=1):
         reference, mask, soft_values, cord_mask, source = read_stats_inputs(lesion, soft, cord, levels, levels_kind,
@@ -51,7 +51,7 @@ def run_station_stats(lesion_paths: Sequence[PathLike], out_dir: PathLike, *,
                         min_size_mm3=min_size_mm3, max_distance_mm=max_distance_mm)
 
 
-def _per_station(lesions: Sequence[PathLike], others: dict[str, Sequence[PathLike]]
+def per_station(lesions: Sequence[PathLike], others: dict[str, Sequence[PathLike]]
                  ) -> list[tuple[PathLike, PathLike | None, PathLike | None, PathLike | None]]:
     """(lesion, soft, cord, levels) per station; InputError when an option has another number of files."""
     for option, paths in others.items():

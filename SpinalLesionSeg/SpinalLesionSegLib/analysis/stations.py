@@ -63,9 +63,9 @@ def merge_stations(stations: Sequence[Station]) -> MergedExam:
         raise InputError(None, "a multi-station exam needs at least two stations")
     grid = union_grid([station.image for station in stations])
     owner = owners([station.image for station in stations], grid)
-    lesion = _pick(stations, owner, grid, lambda s: s.lesion.astype(np.uint8), sitk.sitkNearestNeighbor) > 0
-    soft = _pick(stations, owner, grid, lambda s: s.soft, sitk.sitkLinear) if _all(stations, "soft") else None
-    cord = _pick(stations, owner, grid, lambda s: s.cord.astype(np.uint8), sitk.sitkNearestNeighbor) > 0 \
+    lesion = pick_on_grid(stations, owner, grid, lambda s: s.lesion.astype(np.uint8), sitk.sitkNearestNeighbor) > 0
+    soft = pick_on_grid(stations, owner, grid, lambda s: s.soft, sitk.sitkLinear) if _all(stations, "soft") else None
+    cord = pick_on_grid(stations, owner, grid, lambda s: s.cord.astype(np.uint8), sitk.sitkNearestNeighbor) > 0 \
         if _all(stations, "cord") else None
     return MergedExam(grid, lesion, owner, soft, cord, _merged_levels(stations, owner, grid))
 
@@ -130,7 +130,7 @@ def _inside(image: sitk.Image, points: np.ndarray) -> np.ndarray:
     return np.all((index > -0.5 - 1e-6) & (index < np.asarray(image.GetSize()) - 0.5 + 1e-6), axis=1)
 
 
-def _pick(stations: Sequence[Station], owner: np.ndarray, grid: sitk.Image, values, interpolator: int) -> np.ndarray:
+def pick_on_grid(stations: Sequence[Station], owner: np.ndarray, grid: sitk.Image, values, interpolator: int) -> np.ndarray:
     """One array on the grid: each voxel from its owning station's array (``values(station)``), resampled."""
     merged = None
     for number, station in enumerate(stations):
@@ -159,7 +159,7 @@ def _merged_levels(stations: Sequence[Station], owner: np.ndarray, grid: sitk.Im
         raise InputError(None, "give every station levels of one kind (all label images, or all disc points)")
     first = sources[0]
     if first.regions is not None:
-        labels = _pick([replace(station, image=station.levels.regions) for station in stations], owner, grid,
+        labels = pick_on_grid([replace(station, image=station.levels.regions) for station in stations], owner, grid,
                        lambda s: image_to_array(s.levels.regions).astype(np.int16), sitk.sitkNearestNeighbor)
         return LevelSource(kind=first.kind, path=Path(first.path), regions=array_to_image(labels, grid))
     pooled: dict[int, list[np.ndarray]] = {}

@@ -171,13 +171,20 @@ def _auto_levels_for_stats(args: argparse.Namespace) -> None:
         args.usage_error("--image and --levels auto go together (TotalSpineSeg runs on the image)")
     if len(args.image) != len(args.lesion) or (args.cord and len(args.cord) != len(args.lesion)):
         args.usage_error("give one --image (and one --cord, if any) per --lesion station, in the same order")
-    runs = [run_auto_levels(args, image, args.output) for image in args.image]
-    cords = [cord or (str(run.cord) if run.cord else None) for cord, run in zip(args.cord or [None] * len(runs), runs)]
-    by_vertebrae = not all(cord and run.discs for cord, run in zip(cords, runs))  # one kind for every station
+    args.levels, args.levels_kind, args.cord = station_auto_levels(args, args.image, args.cord)
+
+
+def station_auto_levels(args: argparse.Namespace, images: list[str], cords: list[str] | None
+                        ) -> tuple[list[str], str, list[str] | None]:
+    """(levels file per station, their one kind, cord per station or None) from TotalSpineSeg's outputs for each
+    station's image (cached in ``args.output``): its discs along each cord when every station has a cord and two
+    discs, else its vertebrae for all (the stations' levels are merged, so they must be of one kind)."""
+    runs = [run_auto_levels(args, image, args.output) for image in images]
+    cords = [cord or (str(run.cord) if run.cord else None) for cord, run in zip(cords or [None] * len(runs), runs)]
+    by_vertebrae = not all(cord and run.discs for cord, run in zip(cords, runs))
     found = [chosen_levels(run, cord, by_vertebrae) for run, cord in zip(runs, cords)]
-    args.levels = [levels for levels, _, _ in found]
-    args.levels_kind = found[0][1]
-    args.cord = [cord for _, _, cord in found] if all(cord for _, _, cord in found) else None
+    cords = [cord for _, _, cord in found]
+    return [levels for levels, _, _ in found], found[0][1], cords if all(cords) else None
 
 
 AUTO_LEVELS = "auto"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,16 @@ class ReportData:
     #: The DICOM series of a DICOM image folder (empty: its only series, or a file).
     series_uids: tuple[str, ...] = ()
     version: str = __version__
+    #: A multi-station report's merged volumes on the stations' union grid (``image``, and ``soft`` and ``cord``
+    #: when given): its pictures are drawn from them. Empty for one scan (its files are read).
+    volumes: dict[str, sitk.Image] = field(default_factory=dict)
+    #: How many stations (series) the report merges (:mod:`.stations`); 1 for one scan.
+    station_count: int = 1
+
+    def has(self, role: str) -> bool:
+        """Whether the report was given a ``role`` input (``soft``, ``cord``...), for one scan or for stations
+        (``cord_1``, ``cord_2``...)."""
+        return any(name == role or name.startswith(f"{role}_") for name in self.inputs)
 
 
 def check_patient_id(text: str | None) -> str | None:
@@ -127,6 +137,19 @@ def gather_report_data(image_path: str | os.PathLike[str], lesion_path: str | os
                                                    ("cord", cord_path)) if path}
     digests = {role: input_digest(path, series_uids) if role == "image" else sha256_file(path)
                for role, path in inputs.items()}
+    return report_data(analysis, reference, source, inputs, digests, with_cord=cord is not None,
+                       patient_id=patient_id, longitudinal=longitudinal,
+                       prediction=prediction_record(lesion_path, digests["lesion"], digests["image"]),
+                       series_uids=tuple(series_uids))
+
+
+def report_data(analysis: LesionAnalysis, reference: sitk.Image, source: LevelSource | None,
+                inputs: dict[str, Path], digests: dict[str, str], *, with_cord: bool, patient_id: str | None,
+                longitudinal: dict[str, Any] | None = None, prediction: list[tuple[str, str]] | None = None,
+                series_uids: tuple[str, ...] = (), volumes: dict[str, sitk.Image] | None = None,
+                station_count: int = 1) -> ReportData:
+    """:class:`ReportData` of an analysis on ``reference``'s grid, made from the files ``inputs`` (by role, with
+    their sha256 ``digests``): one scan's (:func:`gather_report_data`) or several stations' (:mod:`.stations`)."""
     largest = sorted(analysis.lesions, key=lambda lesion: (-lesion.voxel_count, lesion.id))
     return ReportData(
         patient_id=check_patient_id(patient_id),
@@ -138,13 +161,15 @@ def gather_report_data(image_path: str | os.PathLike[str], lesion_path: str | os
         total_soft_volume_mm3=(sum(lesion.soft_volume_mm3 for lesion in analysis.lesions)
                                if analysis.has_soft else None),
         level_rows=level_table(analysis, source),
-        lesion_rows=[_with_probability(row) for row in lesion_rows(analysis, cord is not None)],
+        lesion_rows=[_with_probability(row) for row in lesion_rows(analysis, with_cord)],
         key_lesions=[lesion.id for lesion in largest[:MAX_KEY_LESIONS]],
         labels=_label_image(analysis, reference),
-        settings=_settings(analysis, reference, source, inputs, digests),
-        prediction=prediction_record(lesion_path, digests["lesion"], digests["image"]),
+        settings=_settings(analysis, reference, source, inputs, digests, station_count),
+        prediction=prediction,
         longitudinal=longitudinal,
-        series_uids=tuple(series_uids),
+        series_uids=series_uids,
+        volumes=dict(volumes or {}),
+        station_count=station_count,
     )
 
 
@@ -171,11 +196,12 @@ def _label_image(analysis: LesionAnalysis, reference: sitk.Image) -> sitk.Image:
 
 
 def _settings(analysis: LesionAnalysis, reference: sitk.Image, source: LevelSource | None,
-              inputs: dict[str, Path], digests: dict[str, str]) -> list[tuple[str, str]]:
+              inputs: dict[str, Path], digests: dict[str, str], station_count: int = 1) -> list[tuple[str, str]]:
     """How the numbers were computed, and from which files (sha256 shortened to 12 hex digits), as text pairs."""
     spacing = " x ".join(f"{value:.4g}" for value in reference.GetSpacing())
+    origin = "each station's levels file" if station_count > 1 else source.path.name if source else ""
     levels = ("not given: every lesion is unassigned" if source is None else
-              f"{source.kind} from {source.path.name}; a lesion's level is the level holding most of its voxels")
+              f"{source.kind} from {origin}; a lesion's level is the level holding most of its voxels")
     pairs = [
         ("Lesions", f"connected components of the mask, {analysis.connectivity}-connectivity; none removed"),
         ("Voxel volume", f"{analysis.voxel_volume_mm3:.4g} mm³ (spacing {spacing} mm)"),
@@ -183,9 +209,18 @@ def _settings(analysis: LesionAnalysis, reference: sitk.Image, source: LevelSour
         ("Soft-weighted volume", "sum of probability x voxel volume over a lesion's voxels" if analysis.has_soft
          else "no soft map given"),
     ]
-    names = {"image": "Image", "lesion": "Lesion mask", "soft": "Soft map", "levels": "Levels", "cord": "Cord mask"}
-    pairs += [(names[role], f"{path.name} (sha256 {digests[role][:12]})") for role, path in inputs.items()]
+    if station_count > 1:
+        pairs.append(("Stations", f"{station_count} series merged on their union grid; where they overlap, each "
+                                  "voxel is taken from the station it lies deeper in, so each lesion is counted once"))
+    pairs += [(input_label(role), f"{path.name} (sha256 {digests[role][:12]})") for role, path in inputs.items()]
     return pairs + [("Software", f"spinal-lesion-seg {__version__}")]
+
+
+def input_label(role: str) -> str:
+    """``Image``, ``Cord mask``...; a station's input (``cord_2``) as ``Cord mask, station 2``."""
+    names = {"image": "Image", "lesion": "Lesion mask", "soft": "Soft map", "levels": "Levels", "cord": "Cord mask"}
+    base, _, station = role.partition("_")
+    return f"{names[base]}, station {station}" if station else names[base]
 
 
 def prediction_record(lesion_path: str | os.PathLike[str], lesion_sha256: str,

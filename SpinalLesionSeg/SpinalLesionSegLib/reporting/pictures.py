@@ -79,9 +79,11 @@ def _key_slices(data: ReportData) -> list[ReportPicture]:
     """The sagittal overview and the axial close-ups of the key lesions (none without lesions)."""
     pictures: list[ReportPicture] = []
     if data.key_lesions:
-        image = read_image(data.inputs["image"], data.series_uids)
-        drawn = render_lesion_pictures(image, data.labels, data.key_lesions, soft_path=data.inputs.get("soft"),
-                                       cord_path=data.inputs.get("cord"))
+        image = data.volumes["image"] if "image" in data.volumes else read_image(data.inputs["image"],
+                                                                                 data.series_uids)
+        drawn = render_lesion_pictures(image, data.labels, data.key_lesions,
+                                       soft_path=data.volumes.get("soft", data.inputs.get("soft")),
+                                       cord_path=data.volumes.get("cord", data.inputs.get("cord")))
         pictures.append(_picture("overview", "Sagittal overview", _overview_caption(data), drawn.overview))
         rows = {row["lesion_id"]: row for row in data.lesion_rows}
         for rank, lesion_id in enumerate((n for n in data.key_lesions if n in drawn.axial), start=1):
@@ -103,9 +105,9 @@ def _lesion_title(row: dict[str, Any]) -> str:
 
 
 def _overview_caption(data: ReportData) -> str:
-    through = "the cord's middle" if "cord" in data.inputs else "the largest lesion"
+    through = "the cord's middle" if data.has("cord") else "the largest lesion"
     soft = (f" Yellow tint: lesion probability of at least {CANDIDATE_THRESHOLD:g} in the soft map (maximum "
-            "across the slices)." if "soft" in data.inputs else "")
+            "across the slices)." if data.has("soft") else "")
     return (f"Sagittal slice through {through} (superior up, anterior on the left). Red: the outline of every "
             "lesion, projected onto this slice from both sides; numbers: the lesions shown in the axial slices."
             + soft)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import ReportData
+from .data import ReportData, input_label
 from .tables import cell_text, present_columns
 
 TITLE = "Spinal cord MS lesion report"
@@ -34,9 +34,10 @@ def patient_text(data: ReportData) -> str:
 
 
 def identification(data: ReportData) -> list[tuple[str, str]]:
-    """Who and what the report is about: patient, date, image and lesion mask file names."""
-    return [("Patient ID", patient_text(data)), ("Report date", data.created),
-            ("Image", data.inputs["image"].name), ("Lesion mask", data.inputs["lesion"].name)]
+    """Who and what the report is about: patient, date, image and lesion mask file names (each station's)."""
+    files = [(input_label(role), path.name) for role, path in data.inputs.items()
+             if role.partition("_")[0] in ("image", "lesion")]
+    return [("Patient ID", patient_text(data)), ("Report date", data.created), *files]
 
 
 def totals(data: ReportData) -> list[tuple[str, str]]:

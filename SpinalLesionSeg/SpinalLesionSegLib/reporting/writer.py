@@ -67,6 +67,23 @@ def make_report(image_path: str | os.PathLike[str], lesion_path: str | os.PathLi
     return write_report(data, folder, dicom_pdf=UidSource(uid_root) if encapsulate else None)
 
 
+def make_station_report(image_paths: Sequence[str | os.PathLike[str]],
+                        lesion_paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
+                        soft_paths: Sequence[str | os.PathLike[str]] = (),
+                        cord_paths: Sequence[str | os.PathLike[str]] = (),
+                        levels_paths: Sequence[str | os.PathLike[str]] = (), levels_kind: str = AUTO,
+                        patient_id: str | None = None, resample: bool = False) -> ReportOutputs:
+    """The report of a multi-station exam (:mod:`.stations`) into ``out_dir`` (checked first): one report for
+    the patient, each lesion once. No Encapsulated PDF: it would belong to one station's series."""
+    from .stations import gather_station_report_data
+
+    folder = writable_folder(out_dir)
+    data = gather_station_report_data(image_paths, lesion_paths, soft_paths=soft_paths, cord_paths=cord_paths,
+                                      levels_paths=levels_paths, levels_kind=levels_kind, patient_id=patient_id,
+                                      resample=resample)
+    return write_report(data, folder)
+
+
 def write_report(data: ReportData, out_dir: str | os.PathLike[str], *, dicom_pdf: Any = None) -> ReportOutputs:
     """Render ``data`` (pictures, HTML, PDF) and publish the files into ``out_dir`` with ``report.json`` last;
     with ``dicom_pdf`` (a :class:`..dicom.uids.UidSource`) also the PDF as ``report.dcm`` (Encapsulated PDF)."""
