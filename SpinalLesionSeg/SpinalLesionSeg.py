@@ -37,7 +37,7 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
 else:
     from SpinalLesionSegLib.errors import InputError
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
-    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_dicom, qt_followup, qt_levels
+    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_dicom, qt_followup, qt_levels, qt_stations
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
@@ -139,10 +139,10 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
         self.refreshModels()
         self.dataset = qt_dataset.DatasetSection(uiWidget, lambda: self._parameterNode, self._refreshReviewTable)
-        self.followup = qt_followup.FollowupSection(uiWidget, self.ui.statisticsCollapsibleButton,
-                                                    lambda: self._parameterNode)
+        self.followup = qt_followup.FollowupSection(uiWidget, self.ui.statisticsCollapsibleButton, lambda: self._parameterNode)
         self.dicom = qt_dicom.DicomSection(uiWidget, self.followup.section, lambda: self._parameterNode, self.logic)
-        self.levels = qt_levels.LevelsRow(self.ui.statisticsCollapsibleButton, lambda: self._parameterNode, self.logic)
+        self.rows = [row(self.ui.statisticsCollapsibleButton, lambda: self._parameterNode, self.logic)
+                     for row in (qt_levels.LevelsRow, qt_stations.StationRows)]
         self.initializeParameterNode()
 
     def cleanup(self) -> None:

@@ -112,3 +112,36 @@ def test_stats_takes_the_stations_of_one_exam(exam: dict, tmp_path: Path, capsys
     assert (tmp_path / "out" / "stations_lesion_label.nii.gz").is_file()
     assert main(["stats", *args[:3], "--cord", files["cord"][0], "-o", str(tmp_path / "bad")]) == 2
     assert "--cord gives 1 file(s) for 2 stations" in capsys.readouterr().err
+
+
+def test_the_panels_station_statistics_equal_the_whole_images(exam: dict, mrml_scene, tmp_path: Path) -> None:
+    """In the panel (real MRML, slicer-core): each station a volume node with its segmentation (lesions, cord) and
+    a labelled-cord label map node as its levels; the merged per-level table equals the whole image's (cord = cord
+    segment + lesions, as the panel takes it for one scan)."""
+    from types import SimpleNamespace
+
+    from SpinalLesionSegLib.mrml.nodes import volume_node_from_image
+    from SpinalLesionSegLib.mrml.results import create_lesion_segmentation
+    from SpinalLesionSegLib.mrml.stations import panel_station_statistics
+
+    stations = []
+    for number, cut in enumerate(CUTS):
+        part = exam["image"][:, cut, :]
+        volume = volume_node_from_image(mrml_scene, part, f"station{number}")
+        lesion, cord = (array_to_image(exam[key][:, cut, :].astype(np.uint8), part) for key in ("lesion", "cord"))
+        levels = volume_node_from_image(mrml_scene, array_to_image(exam["labels"][:, cut, :], part),
+                                        f"station{number} levels", "vtkMRMLLabelMapVolumeNode")
+        stations.append((volume, create_lesion_segmentation(mrml_scene, lesion, volume, cord), levels))
+    p = SimpleNamespace(inputVolume=stations[0][0], segmentation=stations[0][1], levelsNode=stations[0][2])
+    made = panel_station_statistics(mrml_scene, p, stations[1:], lambda name: tmp_path / name)
+    table = made.levels.GetTable()
+    columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    rows = {table.GetValue(r, columns.index("level")).ToString(): float(table.GetValue(r, columns.index("volume_mm3"))
+            .ToString()) for r in range(table.GetNumberOfRows())}
+    whole = LevelSource("cord_labels", Path("labels"), regions=array_to_image(exam["labels"], exam["image"]))
+    expected = _table(exam["lesion"], exam["image"], None, exam["cord"] | exam["lesion"], whole)
+    assert rows == {row["level"]: float(f"{row['volume_mm3']:.6g}") for row in expected}
+    assert sum(float(v) for v in rows.values()) == float(exam["lesion"].sum())  # 1 mm3 voxels, each lesion once
+    assert made.lesions.GetNumberOfRows() == 3  # the lesion in the overlap once
+    again = panel_station_statistics(mrml_scene, p, stations[1:], lambda name: tmp_path / name)
+    assert again.levels is made.levels, "recomputing refreshes the same table node"

@@ -39,7 +39,6 @@ import slicer
 import vtk
 
 from .. import defaults, safe_json
-from ..analysis.level_sources import load_level_source
 from ..analysis.levels import LevelSource
 from ..contrasts import contrast_from_description, guess_contrast, resolve_contrast
 from ..describe import describe_image, format_description
@@ -56,7 +55,7 @@ from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segme
 from .review import analyze_segment, largest_lesion_ras
 from .review_state import clear_review_state
 from .review_steps import THRESHOLD_ATTRIBUTE, Parameters, ReviewSteps
-from .statistics import StatisticsNodes, export_statistics, level_source_from_markups, statistics_nodes
+from .statistics import StatisticsNodes, export_statistics, level_source_from_node, statistics_nodes
 
 
 class PanelLogic(ReviewSteps):
@@ -80,7 +79,7 @@ class PanelLogic(ReviewSteps):
         self.job_warnings: list[str] = []  # what the panel noticed about the submitted job (the worker adds more)
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
 
-    def _work_path(self, name: str) -> Path:
+    def work_path(self, name: str) -> Path:
         """A file in this session's temporary folder (made on first use)."""
         self.work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="SpinalLesionSeg-"))
         return self.work_dir / name
@@ -117,7 +116,7 @@ class PanelLogic(ReviewSteps):
     def build_job(self, p: Parameters, series_description: str = "") -> Job:
         """Write the input volume (its own grid, as Slicer holds it) and any cord ROI to temporary NIfTI files and
         describe the job. The ROI follows the one rule of :mod:`..inference.roi`."""
-        source = write_image(_checked_image(p.inputVolume), self._work_path("input.nii.gz"))
+        source = write_image(_checked_image(p.inputVolume), self.work_path("input.nii.gz"))
         contrast = p.contrast
         if contrast == defaults.CONTRAST:  # the temporary file has no BIDS name: guess from the volume here
             contrast = self.guess_contrast(p.inputVolume, series_description) or defaults.CONTRAST
@@ -127,7 +126,7 @@ class PanelLogic(ReviewSteps):
             self.job_warnings.append(f"the ROI {p.roiNode.GetName()!r} was not used: 'Crop to cord: automatic' "
                                      "finds the cord itself")
         roi_mask, roi_box = (None, None) if roi_auto else self._roi(p)
-        return Job(inputs=[str(source)], output_dir=str(self._work_path("output")), model=p.model,
+        return Job(inputs=[str(source)], output_dir=str(self.work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
                    roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
@@ -141,7 +140,7 @@ class PanelLogic(ReviewSteps):
             return None, None
         if node.IsA("vtkMRMLSegmentationNode"):
             mask = labelmap_from_segmentation(node, p.inputVolume)
-            return str(write_image(mask, self._work_path("roi_mask.nii.gz"))), None
+            return str(write_image(mask, self.work_path("roi_mask.nii.gz"))), None
         box = box_from_bounds(_bounds_in_volume_frame(node, p.inputVolume), float(p.roiMarginMm), node.GetName())
         return None, RoiBox(box.ras_min, box.ras_max)
 
@@ -243,7 +242,7 @@ class PanelLogic(ReviewSteps):
         """The input volume (its own grid) as the NIfTI file TotalSpineSeg reads, named after the volume, in this
         session's folder; the same voxels give the same bytes, so a cached run for them is found again."""
         image = _checked_image(p.inputVolume)
-        folder = self._work_path("totalspineseg")
+        folder = self.work_path("totalspineseg")
         folder.mkdir(exist_ok=True)
         stem = re.sub(r"[^\w-]+", "_", p.inputVolume.GetName()).strip("_") or "input"
         return write_image(image, folder / f"{stem}.nii.gz")
@@ -282,14 +281,8 @@ class PanelLogic(ReviewSteps):
     # --- statistics and export -------------------------------------------------------------------------------
 
     def level_source(self, p: Parameters) -> LevelSource | None:
-        """The vertebral levels: from a markups point list naming discs, or a label map (SCT labelled cord,
-        TotalSpineSeg or disc points, detected as the command line does); None for totals only."""
-        node = p.levelsNode
-        if node is None:
-            return None
-        if node.IsA("vtkMRMLMarkupsFiducialNode"):
-            return level_source_from_markups(node)
-        return load_level_source(write_image(image_from_volume_node(node), self._work_path("levels.nii.gz")))
+        """The Levels selector's vertebral levels (:func:`.statistics.level_source_from_node`); None: totals only."""
+        return level_source_from_node(p.levelsNode, self.work_path("levels.nii.gz"))
 
     def _cord_segment_id(self, p: Parameters) -> str | None:
         return p.segmentation.GetSegmentation().GetSegmentIdBySegmentName(CORD_SEGMENT_NAME) or None

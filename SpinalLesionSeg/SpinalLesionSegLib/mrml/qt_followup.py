@@ -38,9 +38,9 @@ class FollowupSection(PanelSection):
         self.section.text = _("Follow-up and report")
         self.section.collapsed = True
         form = qt.QFormLayout(self.section)
-        self.previousVolumeSelector = self._selector(form, _("Previous scan:"), "vtkMRMLScalarVolumeNode", _(
+        self.previousVolumeSelector = self._selector(form, _("Previous scan:"), ["vtkMRMLScalarVolumeNode"], _(
             "The earlier scan of the same patient (the baseline)."))
-        self.previousSegmentationSelector = self._selector(form, _("Its lesions:"), "vtkMRMLSegmentationNode", _(
+        self.previousSegmentationSelector = self._selector(form, _("Its lesions:"), ["vtkMRMLSegmentationNode"], _(
             "The earlier scan's segmentation: its 'MS lesion' segment (or its only segment), and its 'Spinal cord' "
             "segment if any (registration then looks at the cord)."))
         self.folderEdit = ctk.ctkPathLineEdit()
@@ -60,19 +60,6 @@ class FollowupSection(PanelSection):
         form.addRow(self.statusLabel)
         layout = panel.layout()
         layout.insertWidget(layout.indexOf(after) + 1, self.section)
-
-    @staticmethod
-    def _selector(form: qt.QFormLayout, label: str, node_type: str, tip: str) -> Any:
-        selector = slicer.qMRMLNodeComboBox()
-        selector.nodeTypes = [node_type]
-        selector.showChildNodeTypes = False  # no label maps among the volumes
-        selector.noneEnabled = True
-        selector.addEnabled = False
-        selector.removeEnabled = False
-        selector.setMRMLScene(slicer.mrmlScene)
-        selector.toolTip = tip
-        form.addRow(label, selector)
-        return selector
 
     def _previous(self) -> tuple[Any, Any]:
         return self.previousVolumeSelector.currentNode(), self.previousSegmentationSelector.currentNode()

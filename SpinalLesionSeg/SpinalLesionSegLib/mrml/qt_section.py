@@ -30,6 +30,20 @@ class PanelSection:
         form.addRow(button)
         return button
 
+    @staticmethod
+    def _selector(form: qt.QFormLayout, label: str, node_types: list[str], tip: str) -> Any:
+        """A node selector (none allowed, no add or remove) on Slicer's scene, as a form row."""
+        selector = slicer.qMRMLNodeComboBox()
+        selector.nodeTypes = node_types
+        selector.showChildNodeTypes = False  # no label maps among the volumes
+        selector.noneEnabled = True
+        selector.addEnabled = False
+        selector.removeEnabled = False
+        selector.setMRMLScene(slicer.mrmlScene)
+        selector.toolTip = tip
+        form.addRow(label, selector)
+        return selector
+
     def _attempt(self, action: Callable[[], None], failure: str) -> bool:
         """Run ``action`` under a wait cursor: True when done; False after an InputError (shown in the section);
         a bug is shown in Slicer's error dialog with ``failure`` and raised on."""

@@ -62,17 +62,25 @@ def analyze_segment(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: st
     alone (:func:`..analysis.outside_cord.with_outside_cord`, margin in mm): the cord plus the lesion would let
     every lesion touch it.
     """
+    mask, soft, cord = segment_arrays(segmentation, segment_id, reference_volume, soft_node, cord_segment_id)
+    grid = grid_image(reference_volume)
+    analysis = analyze_lesions(mask, grid, soft=soft, levels=levels, cord=None if cord is None else cord | mask,
+                               max_distance_mm=max_distance_mm)
+    return with_outside_cord(analysis, cord, grid.GetSpacing()[::-1], outside_cord_margin_mm)
+
+
+def segment_arrays(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                   reference_volume: slicer.vtkMRMLVolumeNode, soft_node: slicer.vtkMRMLScalarVolumeNode | None,
+                   cord_segment_id: str | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``[k, j, i]`` arrays on the reference volume's grid: the segment (bool), the soft map (0..1, the same grid
+    required) and the cord segment alone (bool; None when absent or empty)."""
     mask = segment_mask(segmentation, segment_id, reference_volume)
     soft = None
     if soft_node is not None:
         check_same_grid(soft_node, reference_volume)
         soft = np.clip(node_array(soft_node).astype(np.float64), 0.0, 1.0)
     cord = segment_mask(segmentation, cord_segment_id, reference_volume) if cord_segment_id else None
-    cord = cord if cord is not None and cord.any() else None
-    grid = grid_image(reference_volume)
-    analysis = analyze_lesions(mask, grid, soft=soft, levels=levels, cord=None if cord is None else cord | mask,
-                               max_distance_mm=max_distance_mm)
-    return with_outside_cord(analysis, cord, grid.GetSpacing()[::-1], outside_cord_margin_mm)
+    return mask, soft, cord if cord is not None and cord.any() else None
 
 
 def lesion_review_table(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,

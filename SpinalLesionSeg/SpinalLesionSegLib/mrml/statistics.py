@@ -19,12 +19,12 @@ import SimpleITK as sitk
 import slicer
 
 from ..analysis.lesions import LesionAnalysis
-from ..analysis.level_sources import discs_from_labelled_points
+from ..analysis.level_sources import discs_from_labelled_points, load_level_source
 from ..analysis.levels import LevelSource
 from ..analysis.report import LESION_COLUMNS, LEVEL_COLUMNS, StatsOutputs, lesion_rows, level_table, write_report
 from ..defaults import LEVEL_MAX_DISTANCE_MM
 from ..image_io import array_to_image, write_image
-from .nodes import save_segmentation
+from .nodes import image_from_volume_node, save_segmentation
 from .review import analyze_segment, grid_image
 from .tables import fill_table
 
@@ -103,6 +103,17 @@ def markups_to_disc_points(markups: slicer.vtkMRMLMarkupsFiducialNode) -> dict[i
 def level_source_from_markups(markups: slicer.vtkMRMLMarkupsFiducialNode) -> LevelSource:
     """A ``markups`` level source from a point list node (its name stands in for a file path in reports)."""
     return LevelSource("markups", Path(markups.GetName()), discs=markups_to_disc_points(markups))
+
+
+def level_source_from_node(node: slicer.vtkMRMLNode | None, work_file: Path) -> LevelSource | None:
+    """The vertebral levels a node gives: a markups point list naming discs, or a label map (SCT labelled cord,
+    TotalSpineSeg or disc points, detected as the command line does, from ``work_file`` written for it); None
+    without a node."""
+    if node is None:
+        return None
+    if node.IsA("vtkMRMLMarkupsFiducialNode"):
+        return level_source_from_markups(node)
+    return load_level_source(write_image(image_from_volume_node(node), work_file))
 
 
 def export_statistics(out_dir: str | os.PathLike[str], segmentation: slicer.vtkMRMLSegmentationNode,
