@@ -9,6 +9,7 @@ highdicom, and with dcmqi's segimage2itkimage) give the NIfTI result's voxels at
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,29 @@ def test_two_series_need_a_series_uid(source: sitk.Image, series: tuple, tmp_pat
     assert described["size"] == [60, 55, 30] and described["dicom"]["output_stem"] == "ax_T2_s7"
     with pytest.raises(InputError, match="holds no series 1.2.3"):
         read_series(folder, ["1.2.3"])
+
+
+def test_headers_are_read_once_per_file_version(series: tuple, tmp_path: Path) -> None:
+    """A folder's headers and file digests are cached per file (size, modification time): reading the series again
+    reads no header, and a file rewritten since is read again."""
+    from SpinalLesionSegLib import dicom_series
+
+    folder = tmp_path / "copy"
+    shutil.copytree(series[0], folder)
+    first = dicom_series.choose_series(folder)
+    digest = first.digest()
+    misses = dicom_series._image_header.cache_info().misses
+    again = dicom_series.choose_series(folder)
+    assert dicom_series._image_header.cache_info().misses == misses and again.digest() == digest
+    changed = sorted(folder.glob("*.dcm"))[0]
+    dataset = pydicom.dcmread(changed)
+    dataset.SeriesDescription = "renamed"
+    dataset.save_as(changed)
+    os.utime(changed, ns=(1, 1))  # another version even where the file system's clock is coarse
+    rescanned = dicom_series.find_series(folder)
+    assert dicom_series._image_header.cache_info().misses == misses + 1
+    described = [str(header["SeriesDescription"]) for header in rescanned[0].headers]
+    assert described.count("renamed") == 1 and described.count("sag T2 TSE") == len(described) - 1
 
 
 @pytest.fixture(scope="module")

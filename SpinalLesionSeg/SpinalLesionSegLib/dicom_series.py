@@ -16,6 +16,7 @@ pydicom reads headers only (``stop_before_pixels``) until the series is chosen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -41,6 +42,8 @@ COSINE_TOLERANCE = 1e-4
 POSITION_TOLERANCE_MM = 1e-3
 #: A slice gap may differ from the median gap by this fraction before the series counts as irregular.
 GAP_TOLERANCE = 0.1
+#: Files whose headers and digests are kept in memory (a few hundred bytes each): a large study, several series.
+HEADER_CACHE_FILES = 20000
 #: Header fields read from every file.
 _HEADER_TAGS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID",
                 "SeriesDescription", "SeriesNumber", "Modality", "ImagePositionPatient", "ImageOrientationPatient",
@@ -84,8 +87,14 @@ class DicomSeries:
         """sha256 over the files' contents in slice order: the series' fingerprint for sidecars and resume."""
         total = hashlib.sha256()
         for path in self.files:
-            total.update(hashlib.sha256(path.read_bytes()).digest())
+            total.update(_file_digest(path, *_file_key(path)))
         return total.hexdigest()
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_FILES)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> bytes:
+    """sha256 of a file's contents, cached per file and version (``size``, ``mtime_ns``) as the headers are."""
+    return hashlib.sha256(path.read_bytes()).digest()
 
 
 def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
@@ -95,25 +104,41 @@ def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
 
 def find_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     """Every image series of the DICOM files under ``folder`` (non-DICOM files are ignored), by UID."""
+    found: dict[str, DicomSeries] = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        header = _image_header(path, *_file_key(path))
+        if header is None:
+            continue
+        uid = str(header["SeriesInstanceUID"] or "")
+        series = found.setdefault(uid, DicomSeries(
+            uid, Path(folder), str(header["SeriesDescription"] or ""), str(header["SeriesNumber"] or ""),
+            str(header["Modality"] or ""), str(header["SOPClassUID"] or "")))
+        series.files.append(path)
+        series.headers.append(header)
+    return sorted(found.values(), key=lambda s: (s.number.zfill(8), s.uid))
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    """(size in bytes, modification time in ns): a file changed since it was cached is read again."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_FILES)
+def _image_header(path: Path, size: int, mtime_ns: int) -> dict[str, Any] | None:
+    """The header fields (:data:`_HEADER_TAGS`) of an image file, None for anything that is not a single- or
+    multi-frame image this module knows. Cached per file and version (``size``, ``mtime_ns``): one command reads
+    a folder's headers several times (info, checks, reading, sidecar), and a flat folder may hold thousands."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    found: dict[str, DicomSeries] = {}
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
-        try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
-        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
-            continue
-        sop_class = str(dataset.get("SOPClassUID", ""))
-        if sop_class not in IMAGE_STORAGE and sop_class not in MULTI_FRAME:
-            continue
-        uid = str(dataset.get("SeriesInstanceUID", ""))
-        series = found.setdefault(uid, DicomSeries(
-            uid, Path(folder), str(dataset.get("SeriesDescription", "")), str(dataset.get("SeriesNumber", "")),
-            str(dataset.get("Modality", "")), sop_class))
-        series.files.append(path)
-        series.headers.append({tag: dataset.get(tag) for tag in _HEADER_TAGS})
-    return sorted(found.values(), key=lambda s: (s.number.zfill(8), s.uid))
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+        return None
+    if str(dataset.get("SOPClassUID", "")) not in IMAGE_STORAGE | MULTI_FRAME:
+        return None
+    return {tag: dataset.get(tag) for tag in _HEADER_TAGS}
 
 
 def choose_series(folder: str | os.PathLike[str], series_uids: Sequence[str] = ()) -> DicomSeries:
