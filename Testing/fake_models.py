@@ -140,17 +140,48 @@ CROP_PADS = {"pad_left": 4.0, "pad_right": 5.0, "pad_posterior": 6.0, "pad_anter
 
 
 def cord_model_files(prefix: str = "", *, crop_pads: dict | None = None) -> dict[str, bytes]:
-    """A real cord-only nnU-Net model (relative path -> bytes): the demo model's plans and weights with its one
-    foreground label renamed ``sc`` (as the contrast-agnostic cord model's dataset.json), so that its output is
-    read as the spinal cord; with ``crop_pads`` a ``crop_metadata.json`` at the root, as SCT's cropped releases
-    ship it. The network is the demo's: what it calls cord is what the demo finds, so the tests check the
-    two-stage plumbing, not cord quality."""
-    dataset = json.loads((DEMO_MODEL / "dataset.json").read_text())
-    dataset.update(labels={"background": 0, "sc": 1}, name="FakeCordOnly")
-    files = {f"{prefix}dataset.json": json.dumps(dataset).encode(),
-             f"{prefix}plans.json": (DEMO_MODEL / "plans.json").read_bytes()}
-    for checkpoint in sorted(DEMO_MODEL.glob("fold_*/checkpoint_final.pth")):
-        files[f"{prefix}{checkpoint.parent.name}/checkpoint_final.pth"] = checkpoint.read_bytes()
+    """A real cord-only nnU-Net model (relative path -> bytes) made from the bundled demo model (region-based: sc,
+    lesion): its cord region as a label model with one foreground label ``sc`` (as the contrast-agnostic cord
+    model's dataset.json; :func:`_one_region_model`); with ``crop_pads`` a ``crop_metadata.json`` at the root, as
+    SCT's cropped releases ship it. What it calls cord is what the demo finds, so the tests check the two-stage
+    plumbing, not cord quality."""
+    files = _one_region_model(prefix, "sc", 0, "FakeCordOnly")
     if crop_pads is not None:
         files["crop_metadata.json"] = json.dumps(crop_pads).encode()
     return files
+
+
+def lesion_model_files(prefix: str = "") -> dict[str, bytes]:
+    """A real lesion-only nnU-Net model (no cord output, as ``lesion_ms``) made from the bundled demo model: its
+    lesion region as a label model with one foreground label ``lesion`` (:func:`_one_region_model`), whose lesion
+    probability is exactly the demo's."""
+    return _one_region_model(prefix, "lesion", 1, "FakeLesionOnly")
+
+
+def _one_region_model(prefix: str, label: str, region: int, name: str) -> dict[str, bytes]:
+    """The demo model's plans and weights as a label model (softmax over background and ``label``) whose
+    foreground probability is its region number ``region`` (0 = sc, 1 = lesion: regions_class_order [1, 2])."""
+    dataset = json.loads((DEMO_MODEL / "dataset.json").read_text())
+    dataset.pop("regions_class_order")
+    dataset.update(labels={"background": 0, label: 1}, name=name)
+    files = {f"{prefix}dataset.json": json.dumps(dataset).encode(),
+             f"{prefix}plans.json": (DEMO_MODEL / "plans.json").read_bytes()}
+    for checkpoint in sorted(DEMO_MODEL.glob("fold_*/checkpoint_final.pth")):
+        files[f"{prefix}{checkpoint.parent.name}/checkpoint_final.pth"] = _one_region_checkpoint(checkpoint, region)
+    return files
+
+
+@functools.lru_cache(maxsize=None)
+def _one_region_checkpoint(path: Path, region: int) -> bytes:
+    """The region demo's checkpoint with softmax outputs (background, foreground): background logit 0, foreground
+    logit the region's, so that softmax(foreground) = sigmoid(region logit), the demo's own region probability."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    weights = checkpoint["network_weights"]
+    for name in [n for n in weights if ".seg_layers." in n]:
+        logit = weights[name][region]
+        weights[name] = torch.stack([torch.zeros_like(logit), logit])
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()

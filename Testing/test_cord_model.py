@@ -1,7 +1,7 @@
 """The contrast-agnostic cord model in the registry, cord-only models, and "Crop to cord: automatic" (--roi auto).
 
-The cord models here are real nnU-Net folders made from the bundled demo model (its weights, its one foreground
-label renamed ``sc``: :func:`fake_models.cord_model_files`), run for real by nnunetv2 on the real T2w: the tests
+The cord models here are real nnU-Net folders made from the bundled demo model (its weights, its cord region turned
+into a cord-only label model: :func:`fake_models.cord_model_files`), run for real by nnunetv2 on the real T2w: the tests
 check the registry, the two-stage plumbing and SCT's rules (largest component, sc-crop's padded box), not cord
 quality. sc-crop's detector (YOLO weights from GitHub) cannot run here: its absence is tested for real, and the
 one test of the detected-box wiring replaces ``sc_crop.detect`` by a stub returning a fixed box.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from fake_models import CROP_PADS, cord_model_files, write_tree, write_zip
+from fake_models import CROP_PADS, cord_model_files, lesion_model_files, write_tree, write_zip
 from SpinalLesionSegLib.analysis.lesions import label_components
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import read_image
@@ -44,6 +44,17 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def demo():
     return load_model("demo", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lesion_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lesion model without a cord output (as lesion_ms): the demo's lesion region alone."""
+    return write_tree(tmp_path_factory.mktemp("lesion_only"), lesion_model_files())
+
+
+@pytest.fixture(scope="module")
+def lesion_only(lesion_folder: Path):
+    return load_model(str(lesion_folder), device="cpu")
 
 
 def _array(path: str | Path) -> np.ndarray:
@@ -111,10 +122,10 @@ def test_a_cord_only_model_writes_the_cord_and_its_probability(tmp_path: Path, t
 
 
 def test_roi_auto_runs_the_cord_model_first_and_equals_its_cord_as_roi_mask(tmp_path: Path, t2_path: Path,
-                                                                           demo) -> None:
+                                                                           lesion_only) -> None:
     """Two stages for real: the cord model's cord is the ROI, exactly as if it had been given with --roi-mask; it
     is written as <stem>_sc_seg.nii.gz (what stats --cord takes) and judges the lesions outside the cord."""
-    model, info = demo
+    model, info = lesion_only
     cord_folder = write_tree(tmp_path / "cord", cord_model_files())
     job = Job(inputs=[str(t2_path)], output_dir=str(tmp_path / "auto"), device="cpu", roi_auto=True,
               cord_model=str(cord_folder))
@@ -136,14 +147,10 @@ def test_roi_auto_runs_the_cord_model_first_and_equals_its_cord_as_roi_mask(tmp_
         np.testing.assert_array_equal(_array(auto["outputs"][role]), _array(given["outputs"][role]))
 
 
-def test_roi_auto_uses_a_region_based_models_own_cord(tmp_path: Path, t2_path: Path) -> None:
-    """One run: the ROI from the model's own cord (largest component), the outputs zeroed outside it, equal to a
-    run restricted to that box."""
-    files = cord_model_files()
-    dataset = json.loads(files["dataset.json"])
-    dataset.update(labels={"background": 0, "sc": [1, 2], "lesion": 2}, regions_class_order=[1, 2])
-    files["dataset.json"] = json.dumps(dataset).encode()
-    model, info = load_model(str(write_tree(tmp_path / "regions", files)), device="cpu")
+def test_roi_auto_uses_a_region_based_models_own_cord(tmp_path: Path, t2_path: Path, demo) -> None:
+    """The bundled demo model (region-based: cord and lesions) in one run: the ROI from its own cord (largest
+    component), the outputs zeroed outside it, equal to a run restricted to that box."""
+    model, info = demo
     assert cord_stage.auto_cord_source(model) == "own"
     auto = predict_case(model, [t2_path], Job(inputs=[str(t2_path)], output_dir=str(tmp_path / "auto"),
                                               roi_auto=True), info)
@@ -164,10 +171,10 @@ def job_margin() -> float:
     return Job(inputs=["x"], output_dir="o").roi_margin_mm
 
 
-def test_no_cord_model_installed_is_one_line(tmp_path: Path, t2_path: Path) -> None:
+def test_no_cord_model_installed_is_one_line(tmp_path: Path, t2_path: Path, lesion_folder: Path) -> None:
     env = {**os.environ, registry.HOME_ENV: str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-m", "SpinalLesionSegLib", "predict", str(t2_path), "-o",
-                             str(tmp_path / "out"), "--device", "cpu", "--roi", "auto"],
+                             str(tmp_path / "out"), "--device", "cpu", "--roi", "auto", "--model", str(lesion_folder)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -175,12 +182,12 @@ def test_no_cord_model_installed_is_one_line(tmp_path: Path, t2_path: Path) -> N
     assert not (tmp_path / "out" / "t2_lesion_seg.nii.gz").exists()
 
 
-def test_a_crop_trained_cord_model_without_sc_crop_is_refused_in_one_line(tmp_path: Path, t2_path: Path, demo,
+def test_a_crop_trained_cord_model_without_sc_crop_is_refused_in_one_line(tmp_path: Path, t2_path: Path, lesion_only,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """SCT never runs its cropped cord model on the whole image: no sc-crop, no cord stage."""
     monkeypatch.setitem(sys.modules, "sc_crop", None)  # not importable, whatever this machine has
     _install_cord_model(tmp_path)
-    model, info = demo
+    model, info = lesion_only
     job = Job(inputs=[str(t2_path)], output_dir=str(tmp_path / "out"), device="cpu", roi_auto=True)
     with pytest.raises(InputError) as raised:
         predict_case(model, [t2_path], job, info)
@@ -212,7 +219,7 @@ def test_sc_crop_problems_name_what_is_missing(tmp_path: Path, monkeypatch: pyte
     assert cord_stage.sc_crop_problem() is None
 
 
-def test_the_cord_model_runs_on_sc_crops_padded_box(tmp_path: Path, t2_path: Path, demo,
+def test_the_cord_model_runs_on_sc_crops_padded_box(tmp_path: Path, t2_path: Path, lesion_only,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """sc_crop.detect gets the model's crop_metadata.json pads; its voxel box is the cord model's crop."""
     calls = []
@@ -228,7 +235,7 @@ def test_the_cord_model_runs_on_sc_crops_padded_box(tmp_path: Path, t2_path: Pat
     monkeypatch.setitem(sys.modules, "sc_crop.download", package.download)
     monkeypatch.setattr(cord_stage, "sc_crop_problem", lambda: None)
     _install_cord_model(tmp_path)
-    model, info = demo
+    model, info = lesion_only
     result = predict_case(model, [t2_path], Job(inputs=[str(t2_path)], output_dir=str(tmp_path / "out"),
                                                 device="cpu", roi_auto=True), info)
     assert calls == [CROP_PADS]

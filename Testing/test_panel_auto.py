@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import test_totalspineseg
-from fake_models import cord_model_files, write_tree
+from fake_models import cord_model_files, lesion_model_files, write_tree
 from SpinalLesionSegLib.anatomy import totalspineseg_tool as tss_tool
 from SpinalLesionSegLib.cli import main as cli_main
 from SpinalLesionSegLib.errors import InputError
@@ -45,14 +45,9 @@ real, case = test_totalspineseg.real, test_totalspineseg.case
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(lesion model folder, cord model folder): the demo network as a lesion-only and as a cord-only model."""
+    """(lesion model folder, cord model folder): the demo network's lesion region alone and its cord region alone."""
     root = tmp_path_factory.mktemp("models")
-    files = cord_model_files()
-    dataset = json.loads(files["dataset.json"])
-    dataset.update(labels={("lesion" if k == "sc" else k): v for k, v in dataset["labels"].items()},
-                   name="FakeLesionOnly")
-    files["dataset.json"] = json.dumps(dataset).encode()
-    return write_tree(root / "lesion", files), write_tree(root / "cord", cord_model_files())
+    return write_tree(root / "lesion", lesion_model_files()), write_tree(root / "cord", cord_model_files())
 
 
 @pytest.fixture(scope="module")

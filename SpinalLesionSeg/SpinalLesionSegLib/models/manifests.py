@@ -226,12 +226,16 @@ MANIFESTS: Mapping[str, ModelManifest] = MappingProxyType({
         ),
         ModelManifest(
             name="demo",
-            title="SpinalLesionSeg demo model (small network trained on synthetic phantoms)",
+            title="SpinalLesionSeg demo model (small cord + lesion network, phantoms and one real scan)",
             release="bundled",
             archives=(),
             folds=(0, 1),
             orientation="RPI",  # as lesion_ms; its dataset.json says so too
-            contrasts=("T2w",),  # scripts/train_demo_model.py trains on synthetic T2w phantoms only
+            # Region-based as lesion_ms_axial_t2: sc = cord including lesions, lesion (scripts/train_demo_model.py
+            # --regions, on synthetic T2w phantoms and the real t2_ms with painted lesions).
+            labels=MappingProxyType({"background": 0, "sc": (1, 2), "lesion": 2}),
+            cord_label="sc",
+            contrasts=("T2w",),
             citation="SpinalLesionSeg demo model; for testing and demonstration only, not for clinical images.",
             licence="Apache-2.0 (this project)",
             homepage="https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg",
