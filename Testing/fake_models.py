@@ -185,3 +185,36 @@ def _one_region_checkpoint(path: Path, region: int) -> bytes:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
+
+
+def two_channel_model_files(channels: tuple[str, str] = ("T2w", "STIR")) -> dict[str, bytes]:
+    """A real two-channel nnU-Net model (relative path -> bytes) made from the bundled demo model: channel 0 feeds
+    the demo's network as its one channel did, channel 1 is wired in with zero weights. So its output is exactly the
+    demo's on the channel-0 image whatever the channel-1 image holds: a test can tell which image went where."""
+    dataset = json.loads((DEMO_MODEL / "dataset.json").read_text())
+    dataset.update(channel_names={"0": channels[0], "1": channels[1]}, name="FakeTwoChannel")
+    plans = json.loads((DEMO_MODEL / "plans.json").read_text())
+    configuration = plans["configurations"]["3d_fullres"]
+    for key in ("normalization_schemes", "use_mask_for_norm"):
+        configuration[key] = configuration[key] * 2
+    properties = plans["foreground_intensity_properties_per_channel"]
+    properties["1"] = properties["0"]
+    files = {"dataset.json": json.dumps(dataset).encode(), "plans.json": json.dumps(plans).encode()}
+    for checkpoint in sorted(DEMO_MODEL.glob("fold_*/checkpoint_final.pth")):
+        files[f"{checkpoint.parent.name}/checkpoint_final.pth"] = _two_channel_checkpoint(checkpoint, dataset, plans)
+    return files
+
+
+def _two_channel_checkpoint(path: Path, dataset: dict, plans: dict) -> bytes:
+    """The demo's checkpoint with its first convolution given a second input channel of zero weights."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    weights = checkpoint["network_weights"]
+    for name, value in list(weights.items()):
+        if value.dim() == 5 and value.shape[1] == 1:  # the first convolution (its aliases in the state dict too)
+            weights[name] = torch.cat([value, torch.zeros_like(value)], dim=1)
+    checkpoint["init_args"].update(dataset_json=dataset, plans=plans)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()

@@ -373,7 +373,8 @@ def test_two_stations_make_one_report_with_the_whole_scans_numbers(case: Case, t
     assert merged.volumes["image"].GetSize() == merged.labels.GetSize()
 
     out = tmp_path / "out"
-    options = [str(item) for role in ("image", "lesion", "soft", "levels", "cord") for item in (f"--{role}", *files[role])]
+    options = [str(item) for role in ("image", "lesion", "soft", "levels", "cord")
+               for item in (f"--{role}", *files[role])]
     assert main(["report", *options, "--patient-id", PATIENT, "-o", str(out)]) == 0
     text = " ".join(pdf_text(out / "report.pdf").split())
     assert "Stations 2 series merged" in text and "station1_image.nii.gz" in text and "station2_image.nii.gz" in text

@@ -130,7 +130,8 @@ def _inside(image: sitk.Image, points: np.ndarray) -> np.ndarray:
     return np.all((index > -0.5 - 1e-6) & (index < np.asarray(image.GetSize()) - 0.5 + 1e-6), axis=1)
 
 
-def pick_on_grid(stations: Sequence[Station], owner: np.ndarray, grid: sitk.Image, values, interpolator: int) -> np.ndarray:
+def pick_on_grid(stations: Sequence[Station], owner: np.ndarray, grid: sitk.Image, values,
+                 interpolator: int) -> np.ndarray:
     """One array on the grid: each voxel from its owning station's array (``values(station)``), resampled."""
     merged = None
     for number, station in enumerate(stations):

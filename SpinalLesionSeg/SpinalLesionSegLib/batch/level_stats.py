@@ -102,7 +102,8 @@ def image_level_stats(image: BidsImage, roi_label: str | None, tool: str | None,
 
 def write_levels_tsv(root: str | Path) -> Path | None:
     """``levels.tsv``: one row per image and level (lesion count by primary level, lesions touching, volume mm3,
-    lesion load % of the cord's volume at that level when a cord is known) from every ``S_stats/summary.json`` under the pipeline folder; None when there is none."""
+    lesion load % of the cord's volume at that level when a cord is known) from every ``S_stats/summary.json``
+    under the pipeline folder; None when there is none."""
     pipeline = pipeline_dir(root)
     summaries = sorted(pipeline.rglob(f"*{STATS_SUFFIX}/summary.json"))
     if not summaries:

@@ -92,11 +92,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(None, f"--roi-margin must be >= 0 mm, got {args.roi_margin}")
     if args.roi == "auto" and args.roi_mask:
         raise InputError(None, "--roi auto finds the cord itself: give it without --roi-mask")
-    check_distinct_names(args.images, args.series_uid)  # before the model is loaded
+    if bool(args.images) == bool(args.named):
+        args.usage_error("give the images either as IMAGE arguments or as --input NAME=IMAGE, not both")
+    names, images = _named_inputs(args.named) if args.named else (None, args.images)
+    check_distinct_names(images, args.series_uid)  # before the model is loaded
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
-    cases = group_cases(args.images, len(model.channel_names))
-    job = Job(inputs=[str(p) for p in args.images], output_dir=str(args.output), model=args.model,
+    cases = group_cases(images, model.channel_names, names)
+    job = Job(inputs=[str(p) for p in images], output_dir=str(args.output), model=args.model, channels=names,
               device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
               roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
@@ -118,6 +121,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{case[0]}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
     return 2 if failures else 0
+
+
+def _named_inputs(named: list[str]) -> tuple[list[str], list[Path]]:
+    """(channel names, images) of ``--input NAME=IMAGE`` options, in the order given."""
+    from ..inference.channels import parse_named_input
+
+    pairs = [parse_named_input(text) for text in named]
+    return [name for name, _ in pairs], [path for _, path in pairs]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -210,8 +221,11 @@ def register(commands: Any) -> None:
         "input also <stem>_lesion_seg.dcm and <stem>_lesion_soft.dcm (DICOM SEG). For a model with several input "
         "channels, give "
         "the images of each case consecutively.")
-    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+    predict.add_argument("images", nargs="*", type=Path, metavar="IMAGE",
                          help="NIfTI or NRRD image(s), or folder(s) of DICOM files (one series each, or --series-uid)")
+    predict.add_argument("--input", action="append", dest="named", metavar="NAME=IMAGE",
+                         help="an image named by the model channel it feeds (e.g. --input T2w=sag_t2.nii.gz --input "
+                         "STIR=sag_stir.nii.gz): one case, in any order, instead of positional images")
     predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
     add_model_options(predict)
     add_dicom_options(predict, writes="DICOM SEG (lesions and probability), a structured report (TID 1500) "
@@ -231,7 +245,7 @@ def register(commands: Any) -> None:
                          help="replace existing outputs even when they differ from what the last run wrote (by "
                          "default a corrected mask is never overwritten)")
     add_outside_cord_options(predict)
-    predict.set_defaults(func=_cmd_predict)
+    predict.set_defaults(func=_cmd_predict, usage_error=predict.error)
 
     demo = commands.add_parser(
         "demo", help="generate a synthetic scan, segment it with the bundled demo model, print a summary",

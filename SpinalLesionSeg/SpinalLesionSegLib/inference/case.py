@@ -51,6 +51,7 @@ from ..plausibility import (
     roi_mask_fit,
 )
 from ..result_set import ResultSet, recover
+from .channels import order_by_channel
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
 from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
@@ -101,12 +102,18 @@ def result_settings(job: Job) -> dict[str, Any]:
             **({"roi_auto": True, "cord_model": job.cord_model} if job.roi_auto else {})}
 
 
-def group_cases(paths: Sequence[str | os.PathLike[str]], n_channels: int) -> list[list[Path]]:
-    """Split input paths into cases: one path per case for single-channel models, else consecutive groups of
-    ``n_channels`` (e.g. ``T2w.nii.gz STIR.nii.gz T2w_2.nii.gz STIR_2.nii.gz`` for a two-channel model)."""
-    paths = [Path(p) for p in paths]
+def group_cases(paths: Sequence[str | os.PathLike[str]], channel_names: Sequence[str],
+                names: Sequence[str] | None = None) -> list[list[Path]]:
+    """Split input paths into cases. Named (``names``, one per path: ``--input T2w=...``): one case, in the
+    model's channel order (:func:`.channels.order_by_channel`). Else by order: one path per case for single-channel
+    models, consecutive groups of as many paths as channels otherwise (e.g. ``T2w.nii.gz STIR.nii.gz T2w_2.nii.gz
+    STIR_2.nii.gz`` for a two-channel model)."""
     if not paths:
         raise InputError(None, "no input image given")
+    if names is not None:
+        return [order_by_channel(names, paths, channel_names)]
+    paths = [Path(p) for p in paths]
+    n_channels = len(channel_names)
     if len(paths) % n_channels:
         raise InputError(None, f"the model takes {n_channels} images per case; got {len(paths)} images, "
                                f"not a multiple of {n_channels}")
@@ -322,7 +329,8 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         "outputs": {role: str(result_set.roles[role]) for role in result_set.staged},
         WRITTEN_SHA256: result_set.sha256(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "Sources": [_source(p, job.series_uids) for p in inputs],
+        "Sources": [{**_source(p, job.series_uids), "channel": channel}
+                    for p, channel in zip(inputs, model.channel_names)],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
                          "Description": f"{'spinal cord' if model.task == 'cord' else 'MS lesion'} segmentation "
                                         f"with nnU-Net model {model.name}"}],

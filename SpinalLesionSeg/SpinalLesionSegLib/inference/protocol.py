@@ -114,6 +114,9 @@ class Job:
     outside_cord_margin_mm: float = defaults.OUTSIDE_CORD_MARGIN_MM
     roi_auto: bool = False
     cord_model: str | None = None
+    #: The sequence (model channel) of each input, e.g. ["T2w", "STIR"]: one case, put in the model's channel order
+    #: (:mod:`.channels`); None: the inputs are in channel order, cases consecutive.
+    channels: list[str] | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -148,6 +151,9 @@ class Job:
                "'roi_auto' finds the cord itself: give it without 'roi_mask' or 'roi_box'")
         _check(self.cord_model is None or (isinstance(self.cord_model, str) and bool(self.cord_model)),
                "'cord_model' must be a model name or folder")
+        _check(self.channels is None or (isinstance(self.channels, list) and len(self.channels) == len(self.inputs)
+                                         and all(isinstance(c, str) and c for c in self.channels)),
+               "'channels' must be null or one channel name per input")
         _check(isinstance(self.series_uids, list) and all(isinstance(u, str) for u in self.series_uids),
                "'series_uids' must be a list of DICOM series UIDs")
         _check(self.dicom_out is None or isinstance(self.dicom_out, bool),
