@@ -187,10 +187,11 @@ def _one_region_checkpoint(path: Path, region: int) -> bytes:
     return buffer.getvalue()
 
 
-def two_channel_model_files(channels: tuple[str, str] = ("T2w", "STIR")) -> dict[str, bytes]:
-    """A real two-channel nnU-Net model (relative path -> bytes) made from the bundled demo model: channel 0 feeds
-    the demo's network as its one channel did, channel 1 is wired in with zero weights. So its output is exactly the
-    demo's on the channel-0 image whatever the channel-1 image holds: a test can tell which image went where."""
+def two_channel_model_files(channels: tuple[str, str] = ("T2w", "STIR"), live: int = 0) -> dict[str, bytes]:
+    """A real two-channel nnU-Net model (relative path -> bytes) made from the bundled demo model: channel ``live``
+    feeds the demo's network as its one channel did, the other is wired in with zero weights. So its output is
+    exactly the demo's on the live channel's image whatever the other holds: a test can tell which image went
+    where, and (``live=1``) see the second sequence after it was brought onto the first one's grid."""
     dataset = json.loads((DEMO_MODEL / "dataset.json").read_text())
     dataset.update(channel_names={"0": channels[0], "1": channels[1]}, name="FakeTwoChannel")
     plans = json.loads((DEMO_MODEL / "plans.json").read_text())
@@ -201,19 +202,22 @@ def two_channel_model_files(channels: tuple[str, str] = ("T2w", "STIR")) -> dict
     properties["1"] = properties["0"]
     files = {"dataset.json": json.dumps(dataset).encode(), "plans.json": json.dumps(plans).encode()}
     for checkpoint in sorted(DEMO_MODEL.glob("fold_*/checkpoint_final.pth")):
-        files[f"{checkpoint.parent.name}/checkpoint_final.pth"] = _two_channel_checkpoint(checkpoint, dataset, plans)
+        files[f"{checkpoint.parent.name}/checkpoint_final.pth"] = _two_channel_checkpoint(checkpoint, dataset, plans,
+                                                                                          live)
     return files
 
 
-def _two_channel_checkpoint(path: Path, dataset: dict, plans: dict) -> bytes:
-    """The demo's checkpoint with its first convolution given a second input channel of zero weights."""
+def _two_channel_checkpoint(path: Path, dataset: dict, plans: dict, live: int) -> bytes:
+    """The demo's checkpoint with its first convolution given a second input channel; the one not ``live`` has
+    zero weights."""
     import torch
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     weights = checkpoint["network_weights"]
     for name, value in list(weights.items()):
         if value.dim() == 5 and value.shape[1] == 1:  # the first convolution (its aliases in the state dict too)
-            weights[name] = torch.cat([value, torch.zeros_like(value)], dim=1)
+            pair = [value, torch.zeros_like(value)]
+            weights[name] = torch.cat(pair if live == 0 else pair[::-1], dim=1)
     checkpoint["init_args"].update(dataset_json=dataset, plans=plans)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)

@@ -318,7 +318,7 @@ def write_comparison(result: LongitudinalResult, out_dir: str | os.PathLike[str]
     paths = {role: out / name for role, name in FILES.items()}
     with ResultSet(out / SUMMARY, paths, overwrite=True) as result_set:
         result_set.stage_text("changes_csv", csv_text(CHANGE_COLUMNS, change_rows(result)))
-        result_set.stage_text("transform", _transform_text(result.registration.transform))
+        result_set.stage_text("transform", transform_text(result.registration.transform))
         result_set.stage_bytes("figure", result.figure)
         summary = comparison_summary(result, inputs or {})
         summary[WRITTEN_SHA256] = result_set.sha256()
@@ -378,11 +378,9 @@ def _per_level(result: LongitudinalResult) -> dict[str, dict[str, int]]:
                                for name in CLASSES} for code in ordered}
 
 
-def _transform_text(transform: sitk.Transform) -> str:
+def transform_text(transform: sitk.Transform) -> str:
     """The transform as an ITK ``.tfm`` text file (what SimpleITK, ANTs and Slicer read)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "transform.tfm"
         sitk.WriteTransform(transform, str(path))
         return path.read_text(encoding="utf-8")
-
-

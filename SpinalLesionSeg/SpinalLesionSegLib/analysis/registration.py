@@ -126,12 +126,13 @@ class Registration:
 
 
 def align(baseline: sitk.Image, followup: sitk.Image, *, baseline_cord: np.ndarray | None = None,
-          followup_cord: np.ndarray | None = None, register: bool = True) -> Registration:
+          followup_cord: np.ndarray | None = None, register: bool = True,
+          target: str = "the baseline") -> Registration:
     """Register ``followup`` to ``baseline`` (or, with ``register=False``, take them as aligned in scanner space)
     and measure the quality. Cords are boolean ``[k, j, i]`` arrays on their own image's grid.
 
     InputError (no path: the caller names the follow-up) when registration fails or, with ``register``, when its
-    result is implausible.
+    result is implausible; ``target`` names the fixed image in those messages (the baseline, a reference sequence).
     """
     fixed, moving = (sitk.Cast(image, sitk.sitkFloat32) for image in (baseline, followup))
     region = None
@@ -150,7 +151,7 @@ def align(baseline: sitk.Image, followup: sitk.Image, *, baseline_cord: np.ndarr
         method.SetInitialTransform(sitk.Euler3DTransform())
         own = method.MetricEvaluate(fixed, fixed)
     except RuntimeError as error:  # e.g. "All samples map outside moving image buffer": the scans do not overlap
-        raise InputError(None, f"registration to the baseline failed ({str(error).strip().splitlines()[-1]})") \
+        raise InputError(None, f"registration to {target} failed ({str(error).strip().splitlines()[-1]})") \
             from None
     dice = None if baseline_cord is None or followup_cord is None else \
         _cord_dice(baseline, baseline_cord, followup, followup_cord, transform)
@@ -160,7 +161,7 @@ def align(baseline: sitk.Image, followup: sitk.Image, *, baseline_cord: np.ndarr
                           mi_fraction=float(metric / own) if own < 0 else 0.0, cord_dice=dice, failed=())
     result = replace(result, failed=_failed(result))
     if register and result.failed:
-        raise InputError(None, "registration to the baseline is implausible for two scans of one patient: "
+        raise InputError(None, f"registration to {target} is implausible for two scans of one patient: "
                                + "; ".join(result.failed) + " (wrong scan? use --no-register if the scans are "
                                                             "already aligned)")
     return result

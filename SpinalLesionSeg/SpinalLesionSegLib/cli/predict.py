@@ -105,7 +105,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
               dicom_out=args.dicom_out, uid_root=args.uid_root, drop_outside_cord=args.drop_outside_cord,
               outside_cord_margin_mm=args.outside_cord_margin, roi_auto=args.roi == "auto",
-              cord_model=args.cord_model)
+              cord_model=args.cord_model, register=args.register)
     failures = 0
     for number, case in enumerate(cases, 1):
         try:
@@ -241,6 +241,9 @@ def register(commands: Any) -> None:
                          help=f"margin around --roi-mask in mm (default {defaults.ROI_MARGIN_MM:g}); models trained "
                          "on crops use their own crop margins instead (crop_metadata.json, or the model's documented "
                          "ones)")
+    predict.add_argument("--no-register", dest="register", action="store_false",
+                         help="multi-channel models: take the sequences as aligned in scanner space (only resampled "
+                         "onto the reference sequence's grid) instead of registering them to it")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace existing outputs even when they differ from what the last run wrote (by "
                          "default a corrected mask is never overwritten)")

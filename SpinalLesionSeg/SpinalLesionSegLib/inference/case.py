@@ -55,6 +55,7 @@ from .channels import order_by_channel
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
 from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
+from .sequences import AlignedSequences, align_sequences, transform_names
 from .roi import Box, box_from_corners, case_roi, crop_margins_mm
 
 #: The progress fraction at which a case starts writing its outputs (the "write" stage).
@@ -87,6 +88,7 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
             "contrasts": list(manifest.contrasts) if manifest else None,
             "invert_psir": bool(manifest.invert_psir) if manifest else False,
             "crop": crop.description if crop else None,
+            "reference_channel": manifest.reference_channel if manifest else 0,
             "crop_margins_mm": crop_margins_mm(resolved.crop_metadata, crop.margins_mm if crop else None)}
 
 
@@ -99,7 +101,8 @@ def result_settings(job: Job) -> dict[str, Any]:
             "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
             "series_uids": job.series_uids, "dicom_out": job.dicom_out,
             "drop_outside_cord": job.drop_outside_cord, "outside_cord_margin_mm": job.outside_cord_margin_mm,
-            **({"roi_auto": True, "cord_model": job.cord_model} if job.roi_auto else {})}
+            **({"roi_auto": True, "cord_model": job.cord_model} if job.roi_auto else {}),
+            **({} if job.register else {"register": False})}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], channel_names: Sequence[str],
@@ -142,11 +145,12 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     inputs = [Path(p) for p in inputs]
     report = progress or (lambda stage, fraction: None)
     cord_only = model.task == "cord"
-    paths = output_paths(writable_folder(job.output_dir), input_stem(inputs[0], job.series_uids), cord_only)
+    reference, paths = _case_paths(model, inputs, job, info)
     recover(paths["sidecar"])  # a killed run's half-published set is completed before it is judged
     check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
-    dicom = wants_dicom(job.dicom_out, inputs[0]) and not cord_only
+    dicom = wants_dicom(job.dicom_out, inputs[reference]) and not cord_only
     images, contrast, warnings = _read_case(model, inputs, job, info)
+    images, sequences = _on_reference_grid(images, inputs, model, reference, job)
     read_seconds = time.perf_counter() - started
 
     prediction, roi, stage = _predict(model, images, job, info, warnings, report)
@@ -164,11 +168,15 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
         for role, image in outputs:
             if image is not None:
                 result_set.stage_image(role, image)
-        dicom_uids = _stage_dicom(result_set, job, inputs[0], images[0], prediction, model, info) if dicom else None
+        for name, text in (sequences.transforms if sequences else {}).items():
+            result_set.stage_text(f"transform_{name}", text)
+        dicom_uids = (_stage_dicom(result_set, job, inputs[reference], images[reference], prediction, model, info)
+                      if dicom else None)
         timings = {"read_s": read_seconds, **prediction.timings_s, "write_s": time.perf_counter() - write_started,
                    "model_load_s": model.load_seconds}
         sidecar = _sidecar(model, job, info, inputs, contrast, roi, warnings, result_set, timings)
         sidecar["dicom_outputs"], sidecar["outside_cord"], sidecar["cord_stage"] = dicom_uids, outside, stage
+        sidecar["sequences"] = sequences.record(model.channel_names[reference], job.register) if sequences else None
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     counted = prediction.cord if cord_only else prediction.binary
@@ -176,6 +184,29 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
             "timings_s": sidecar["timings_s"], "device": sidecar["device"], "warnings": warnings,
             "outside_cord": outside["lesions"] if outside else None,
             ("cord_voxels" if cord_only else "lesion_voxels"): int(sitk.GetArrayViewFromImage(counted).sum())}
+
+
+def _case_paths(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str, Any]
+                ) -> tuple[int, dict[str, Path]]:
+    """(the reference channel, the case's output paths by role): outputs are named after the reference sequence's
+    file (channel 0 but for a manifest's ``reference_channel``), plus one ``.tfm`` per registered sequence."""
+    reference = info.get("reference_channel", 0) if len(inputs) > 1 else 0
+    stem = input_stem(inputs[reference], job.series_uids)
+    paths = output_paths(writable_folder(job.output_dir), stem, model.task == "cord")
+    transforms = transform_names(stem, model.channel_names, reference) if len(inputs) > 1 and job.register else {}
+    return reference, {**paths, **{f"transform_{name}": paths["sidecar"].parent / file
+                                   for name, file in transforms.items()}}
+
+
+def _on_reference_grid(images: list[sitk.Image], inputs: list[Path], model: LoadedModel, reference: int,
+                       job: Job) -> tuple[list[sitk.Image], AlignedSequences | None]:
+    """A multi-sequence case's images on the reference sequence's grid (:mod:`.sequences`; the job's ROI mask, a
+    cord, restricts the registration), and the alignment; one image as it is."""
+    if len(images) == 1:
+        return images, None
+    sequences = align_sequences(images, inputs, model.channel_names, reference, register=job.register,
+                                cord=read_image(job.roi_mask) if job.roi_mask else None)
+    return sequences.images, sequences
 
 
 def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[str, Any], warnings: list[str],

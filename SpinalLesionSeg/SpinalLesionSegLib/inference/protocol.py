@@ -117,6 +117,9 @@ class Job:
     #: The sequence (model channel) of each input, e.g. ["T2w", "STIR"]: one case, put in the model's channel order
     #: (:mod:`.channels`); None: the inputs are in channel order, cases consecutive.
     channels: list[str] | None = None
+    #: Register the sequences of a multi-channel model to the reference sequence (:mod:`.sequences`); False:
+    #: taken as aligned in scanner space, only resampled.
+    register: bool = True
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -147,6 +150,7 @@ class Job:
                f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
         _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
         _check(isinstance(self.roi_auto, bool), f"'roi_auto' must be true or false, got {self.roi_auto!r}")
+        _check(isinstance(self.register, bool), f"'register' must be true or false, got {self.register!r}")
         _check(not (self.roi_auto and (self.roi_mask or self.roi_box)),
                "'roi_auto' finds the cord itself: give it without 'roi_mask' or 'roi_box'")
         _check(self.cord_model is None or (isinstance(self.cord_model, str) and bool(self.cord_model)),

@@ -97,6 +97,9 @@ class ModelManifest:
     lesion_label: str | None = "lesion"
     cord_label: str | None = None
     crop: CropRequirement | None = None
+    #: The input channel whose image defines the grid of a multi-channel model's inputs and outputs (the others
+    #: are registered and resampled onto it, :mod:`..inference.sequences`).
+    reference_channel: int = 0
     #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
     invert_psir: bool = False
     doi: str | None = None
