@@ -106,3 +106,51 @@ def test_a_worker_job_carries_the_channel_names() -> None:
     for channels in (["T2w"], ["T2w", ""], "T2w"):
         with pytest.raises(ProtocolError, match="'channels'"):
             Job(inputs=["stir.nii.gz", "t2.nii.gz"], output_dir="out", channels=channels)
+
+
+@pytest.fixture
+def registered(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The two-channel model registered as a bundled model named ``two_sequences``, with a missing-sequence policy
+    (the registry's own table, extended for the test, as the installer tests do)."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from SpinalLesionSegLib.models import checksums, manifests
+
+    folder = write_tree(tmp_path / "two_sequences", two_channel_model_files())
+    checksums.write_sha256sums(folder)
+
+    def register(policy: str) -> None:
+        entry = dataclasses.replace(manifests.MANIFESTS["demo"], name="two_sequences", bundled_folder=folder,
+                                    missing_sequences=policy)
+        monkeypatch.setattr(manifests, "MANIFESTS", MappingProxyType({**manifests.MANIFESTS, "two_sequences": entry}))
+
+    return register
+
+
+def test_a_missing_sequence_follows_the_models_policy(case: dict, registered, tmp_path: Path, capsys) -> None:
+    from SpinalLesionSegLib.cli import main as cli_main
+    from SpinalLesionSegLib.inference.channels import POLICIES
+
+    from SpinalLesionSegLib.models.manifests import MANIFESTS
+
+    assert {manifest.missing_sequences for manifest in MANIFESTS.values()} <= set(POLICIES)
+    args = ["predict", "--input", f"T2w={case['t2']}", "--model", "two_sequences", "--device", "cpu", "--folds", "0"]
+    registered("refuse")
+    assert cli_main([*args, "-o", str(tmp_path / "refused")]) == 2
+    assert "no image for channel(s) STIR" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+
+    registered("zeros")
+    assert cli_main([*args, "-o", str(tmp_path / "zeros")]) == 0
+    # STIR fed as zeros; this model ignores channel 1, so the result is the demo's on the T2w.
+    np.testing.assert_array_equal(_soft(tmp_path / "zeros", "t2"), case["demo_soft"])
+    sidecar = json.loads((tmp_path / "zeros" / "t2_lesion_seg.json").read_text())
+    assert sidecar["sequences"]["missing"] == ["STIR"] and sidecar["sequences"]["missing_policy"] == "zeros"
+    assert [s["channel"] for s in sidecar["Sources"]] == ["T2w"] and not list((tmp_path / "zeros").glob("*.tfm"))
+
+    # The reference sequence (channel 0 here) cannot be the missing one: the outputs are on its grid.
+    capsys.readouterr()
+    assert cli_main(["predict", "--input", f"STIR={case['stir']}", "--model", "two_sequences", "--device", "cpu",
+                     "--folds", "0", "-o", str(tmp_path / "no_reference")]) == 2
+    assert "the reference sequence T2w is needed" in capsys.readouterr().err

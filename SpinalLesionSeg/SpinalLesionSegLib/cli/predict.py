@@ -98,7 +98,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_distinct_names(images, args.series_uid)  # before the model is loaded
     model, info = load_model(args.model, folds=args.folds, device=args.device, tta=args.tta)
     print(f"model {model.name} (folds {model.folds}) on {model.device.name}: {model.device.reason}", file=sys.stderr)
-    cases = group_cases(images, model.channel_names, names)
+    cases = group_cases(images, model.channel_names, names, info["missing_sequences"])
     job = Job(inputs=[str(p) for p in images], output_dir=str(args.output), model=args.model, channels=names,
               device=args.device, folds=args.folds, tta=args.tta, contrast=args.contrast, threshold=args.threshold,
               ensemble=args.ensemble, roi_mask=str(args.roi_mask) if args.roi_mask else None,
@@ -108,8 +108,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               cord_model=args.cord_model, register=args.register)
     failures = 0
     for number, case in enumerate(cases, 1):
+        shown = next(path for path in case if path is not None)  # a missing sequence is None
         try:
-            result = predict_case(model, case, job, info, ProgressBar(f"[{number}/{len(cases)}] {case[0].name}"))
+            result = predict_case(model, case, job, info, ProgressBar(f"[{number}/{len(cases)}] {shown.name}"))
         except InputError as error:
             failures += 1
             print(f"{defaults.PROG}: error: {error}", file=sys.stderr)
@@ -117,9 +118,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for warning in result["warnings"]:
             print(f"{defaults.PROG}: warning: {warning}", file=sys.stderr)
         if "cord_voxels" in result:
-            print(f"{case[0]}: {result['cord_voxels']} cord voxels -> {result['outputs']['sc_seg']}")
+            print(f"{shown}: {result['cord_voxels']} cord voxels -> {result['outputs']['sc_seg']}")
         else:
-            print(f"{case[0]}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
+            print(f"{shown}: {result['lesion_voxels']} lesion voxels -> {result['outputs']['lesion_seg']}")
     return 2 if failures else 0
 
 

@@ -51,7 +51,7 @@ from ..plausibility import (
     roi_mask_fit,
 )
 from ..result_set import ResultSet, recover
-from .channels import order_by_channel
+from .channels import REFUSE, order_by_channel
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
 from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
@@ -89,6 +89,7 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
             "invert_psir": bool(manifest.invert_psir) if manifest else False,
             "crop": crop.description if crop else None,
             "reference_channel": manifest.reference_channel if manifest else 0,
+            "missing_sequences": manifest.missing_sequences if manifest else REFUSE,
             "crop_margins_mm": crop_margins_mm(resolved.crop_metadata, crop.margins_mm if crop else None)}
 
 
@@ -106,15 +107,15 @@ def result_settings(job: Job) -> dict[str, Any]:
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], channel_names: Sequence[str],
-                names: Sequence[str] | None = None) -> list[list[Path]]:
+                names: Sequence[str] | None = None, policy: str = REFUSE) -> list[list[Path | None]]:
     """Split input paths into cases. Named (``names``, one per path: ``--input T2w=...``): one case, in the
-    model's channel order (:func:`.channels.order_by_channel`). Else by order: one path per case for single-channel
-    models, consecutive groups of as many paths as channels otherwise (e.g. ``T2w.nii.gz STIR.nii.gz T2w_2.nii.gz
-    STIR_2.nii.gz`` for a two-channel model)."""
+    model's channel order, a missing sequence None where the model's ``policy`` allows it
+    (:func:`.channels.order_by_channel`). Else by order: one path per case for single-channel models, consecutive
+    groups of as many paths as channels otherwise (e.g. ``T2w.nii.gz STIR.nii.gz T2w_2.nii.gz STIR_2.nii.gz``)."""
     if not paths:
         raise InputError(None, "no input image given")
     if names is not None:
-        return [order_by_channel(names, paths, channel_names)]
+        return [order_by_channel(names, paths, channel_names, policy)]
     paths = [Path(p) for p in paths]
     n_channels = len(channel_names)
     if len(paths) % n_channels:
@@ -142,7 +143,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     """Predict one case (one input per model channel) as ``job`` asks, with the model's :func:`model_info`, and
     write its outputs into ``job.output_dir``; return the result record."""
     started = time.perf_counter()
-    inputs = [Path(p) for p in inputs]
+    inputs = [None if p is None else Path(p) for p in inputs]  # None: a missing sequence (the policy allowed it)
     report = progress or (lambda stage, fraction: None)
     cord_only = model.task == "cord"
     reference, paths = _case_paths(model, inputs, job, info)
@@ -150,7 +151,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
     check_not_corrected(paths, paths["sidecar"], job.overwrite)  # before the work, not after it
     dicom = wants_dicom(job.dicom_out, inputs[reference]) and not cord_only
     images, contrast, warnings = _read_case(model, inputs, job, info)
-    images, sequences = _on_reference_grid(images, inputs, model, reference, job)
+    images, sequences = _on_reference_grid(images, inputs, model, reference, job, info)
     read_seconds = time.perf_counter() - started
 
     prediction, roi, stage = _predict(model, images, job, info, warnings, report)
@@ -180,7 +181,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     counted = prediction.cord if cord_only else prediction.binary
-    return {"inputs": [str(p) for p in inputs], "outputs": {role: str(path) for role, path in published.items()},
+    return {"inputs": [str(p) for p in inputs if p], "outputs": {role: str(path) for role, path in published.items()},
             "timings_s": sidecar["timings_s"], "device": sidecar["device"], "warnings": warnings,
             "outside_cord": outside["lesions"] if outside else None,
             ("cord_voxels" if cord_only else "lesion_voxels"): int(sitk.GetArrayViewFromImage(counted).sum())}
@@ -191,21 +192,27 @@ def _case_paths(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str
     """(the reference channel, the case's output paths by role): outputs are named after the reference sequence's
     file (channel 0 but for a manifest's ``reference_channel``), plus one ``.tfm`` per registered sequence."""
     reference = info.get("reference_channel", 0) if len(inputs) > 1 else 0
+    if inputs[reference] is None:
+        raise InputError(None, f"the reference sequence {model.channel_names[reference]} is needed: the others are "
+                               "brought onto its grid and the outputs are on it")
     stem = input_stem(inputs[reference], job.series_uids)
     paths = output_paths(writable_folder(job.output_dir), stem, model.task == "cord")
-    transforms = transform_names(stem, model.channel_names, reference) if len(inputs) > 1 and job.register else {}
+    missing = [name for name, path in zip(model.channel_names, inputs) if path is None]
+    transforms = transform_names(stem, model.channel_names, reference, missing) if job.register else {}
     return reference, {**paths, **{f"transform_{name}": paths["sidecar"].parent / file
                                    for name, file in transforms.items()}}
 
 
-def _on_reference_grid(images: list[sitk.Image], inputs: list[Path], model: LoadedModel, reference: int,
-                       job: Job) -> tuple[list[sitk.Image], AlignedSequences | None]:
+def _on_reference_grid(images: list[sitk.Image | None], inputs: list[Path | None], model: LoadedModel,
+                       reference: int, job: Job, info: dict[str, Any]
+                       ) -> tuple[list[sitk.Image], AlignedSequences | None]:
     """A multi-sequence case's images on the reference sequence's grid (:mod:`.sequences`; the job's ROI mask, a
     cord, restricts the registration), and the alignment; one image as it is."""
     if len(images) == 1:
         return images, None
     sequences = align_sequences(images, inputs, model.channel_names, reference, register=job.register,
-                                cord=read_image(job.roi_mask) if job.roi_mask else None)
+                                cord=read_image(job.roi_mask) if job.roi_mask else None,
+                                policy=info.get("missing_sequences", REFUSE))
     return sequences.images, sequences
 
 
@@ -319,16 +326,17 @@ def _read_case(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str,
     """Read and check the inputs (a DICOM folder: the job's series); resolve the job's contrast hint (also from a
     DICOM series description); warn about contrasts the model was not trained on and apply the PSIR sign inversion
     the model expects. Returns (images, (contrast, its source), warnings)."""
-    images = [read_image(p, job.series_uids) for p in inputs]
-    description = choose_series(inputs[0], job.series_uids).description if is_dicom_folder(inputs[0]) else None
-    contrast, contrast_source = resolve_contrast(job.contrast, inputs[0], description)
-    conflict = contrast_conflict(contrast, contrast_evidence(inputs[0], description))
-    warnings: list[str] = [f"{inputs[0].name}: {conflict}"] if conflict else []
+    images = [None if p is None else read_image(p, job.series_uids) for p in inputs]
+    first = next(p for p in inputs if p is not None)  # the contrast hint is the first sequence's
+    description = choose_series(first, job.series_uids).description if is_dicom_folder(first) else None
+    contrast, contrast_source = resolve_contrast(job.contrast, first, description)
+    conflict = contrast_conflict(contrast, contrast_evidence(first, description))
+    warnings: list[str] = [f"{first.name}: {conflict}"] if conflict else []
     trained_on = info.get("contrasts")
     if contrast and trained_on and contrast not in trained_on:
         warnings.append(f"model {model.name} was not trained on {contrast} (trained on {', '.join(trained_on)}); "
                         "check the result carefully")
-    if contrast == "PSIR" and info.get("invert_psir"):
+    if contrast == "PSIR" and info.get("invert_psir") and images[0] is not None:
         # Some models were trained on sign-inverted PSIR (SCT multiplied PSIR by -1 for them); only those get it.
         images = [sitk.Cast(images[0], sitk.sitkFloat32) * -1.0] + images[1:]
         warnings.append("PSIR intensities multiplied by -1, as this model expects")
@@ -361,7 +369,7 @@ def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Pa
         WRITTEN_SHA256: result_set.sha256(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "Sources": [{**_source(p, job.series_uids), "channel": channel}
-                    for p, channel in zip(inputs, model.channel_names)],
+                    for p, channel in zip(inputs, model.channel_names) if p is not None],
         "GeneratedBy": [{"Name": "SpinalLesionSeg", "Version": __version__, "CodeURL": CODE_URL,
                          "Description": f"{'spinal cord' if model.task == 'cord' else 'MS lesion'} segmentation "
                                         f"with nnU-Net model {model.name}"}],

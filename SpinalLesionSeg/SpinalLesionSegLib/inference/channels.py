@@ -1,7 +1,8 @@
 """Named inputs: which image feeds which input channel of a multi-sequence model (issue 16, point 1).
 
 ``predict --input T2w=sag_t2.nii.gz --input STIR=sag_stir.nii.gz`` (and a worker :class:`.protocol.Job` with
-``channels``) names each image by its sequence instead of relying on the order of the files. A name matches a
+``channels``) names each image by its sequence instead of relying on the order of the files; a sequence may be
+left out when the model's missing-sequence policy allows it (:data:`POLICIES`). A name matches a
 model channel (``dataset.json`` ``channel_names``) when both spell the same thing, ignoring case, and with the
 project's contrast spellings as equal (``T2*w`` = ``T2starw``, :func:`..contrasts.contrast_label`): nnU-Net's
 channel names are free text, so nothing looser is guessed. The images are put in the model's channel order; a name
@@ -19,6 +20,13 @@ from ..contrasts import contrast_label
 from ..errors import InputError
 
 
+#: Missing-sequence policies a model declares (its manifest's ``missing_sequences``): ``refuse`` (every channel
+#: needs an image), ``zeros`` (a missing one is fed as zeros, at the input; for stock nnU-Net multi-channel models
+#: trained with such inputs).
+REFUSE, ZEROS = "refuse", "zeros"
+POLICIES = (REFUSE, ZEROS)
+
+
 def parse_named_input(text: str) -> tuple[str, Path]:
     """``NAME=PATH`` -> (name, path) for ``--input``; InputError (one line) for anything else."""
     name, separator, path = text.partition("=")
@@ -32,10 +40,11 @@ def _key(name: str) -> str:
     return name.strip().replace("*", "star").lower()
 
 
-def order_by_channel(names: Sequence[str], paths: Sequence[str | os.PathLike[str]],
-                     channels: Sequence[str]) -> list[Path]:
+def order_by_channel(names: Sequence[str], paths: Sequence[str | os.PathLike[str]], channels: Sequence[str],
+                     policy: str = REFUSE) -> list[Path | None]:
     """``paths`` (the image of each name in ``names``) in the order of the model's ``channels`` (its channel
-    names, channel 0 first)."""
+    names, channel 0 first); a channel without an image is None when the model's missing-sequence ``policy``
+    allows it (:data:`POLICIES`), else refused."""
     listed = ", ".join(contrast_label(c) for c in channels)
     if len(names) != len(paths):
         raise InputError(None, f"{len(names)} channel name(s) for {len(paths)} image(s)")
@@ -48,7 +57,7 @@ def order_by_channel(names: Sequence[str], paths: Sequence[str | os.PathLike[str
             raise InputError(path, f"is a second image for channel {name!r} (already {by_key[key]})")
         by_key[key] = Path(path)
     missing = [contrast_label(c) for c in channels if _key(c) not in by_key]
-    if missing:
-        raise InputError(None, f"no image for channel(s) {', '.join(missing)} (the model's channels: {listed}; "
-                               "give each as --input NAME=IMAGE)")
-    return [by_key[_key(c)] for c in channels]
+    if missing and policy == REFUSE:
+        raise InputError(None, f"no image for channel(s) {', '.join(missing)} (the model's channels: {listed}; it "
+                               "needs every one: give each as --input NAME=IMAGE)")
+    return [by_key.get(_key(c)) for c in channels]

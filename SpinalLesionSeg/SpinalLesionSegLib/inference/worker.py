@@ -86,7 +86,7 @@ class Worker:
         writable_folder(job.output_dir)  # before the model is loaded: a refusal in a second, not after minutes
         check_distinct_names(job.inputs)
         model, info, load_seconds = self._model(job)
-        cases = group_cases(job.inputs, model.channel_names, job.channels)
+        cases = group_cases(job.inputs, model.channel_names, job.channels, info["missing_sequences"])
         results = []
         for number, case in enumerate(cases, 1):
             def progress(stage: str, fraction: float, number: int = number) -> None:

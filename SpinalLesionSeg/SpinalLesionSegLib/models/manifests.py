@@ -100,6 +100,9 @@ class ModelManifest:
     #: The input channel whose image defines the grid of a multi-channel model's inputs and outputs (the others
     #: are registered and resampled onto it, :mod:`..inference.sequences`).
     reference_channel: int = 0
+    #: What a multi-channel model does when a sequence is missing (:data:`..inference.channels.POLICIES`):
+    #: ``refuse`` (every channel needs an image) or ``zeros`` (fed as zeros, at the input).
+    missing_sequences: str = "refuse"
     #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
     invert_psir: bool = False
     doi: str | None = None
