@@ -72,7 +72,7 @@ class ResultSet:
 
     def __enter__(self) -> ResultSet:
         recover(self.manifest)
-        for path in (*self.roles.values(), self.manifest):
+        for path in (*self.roles.values(), self.manifest, journal_path(self.manifest)):  # the journal's draft too
             remove_stale_temporaries(path)
         return self
 
