@@ -149,8 +149,9 @@ def test_a_missing_sequence_follows_the_models_policy(case: dict, registered, tm
     assert sidecar["sequences"]["missing"] == ["STIR"] and sidecar["sequences"]["missing_policy"] == "zeros"
     assert [s["channel"] for s in sidecar["Sources"]] == ["T2w"] and not list((tmp_path / "zeros").glob("*.tfm"))
 
-    # The reference sequence (channel 0 here) cannot be the missing one: the outputs are on its grid.
-    capsys.readouterr()
+    # Without the reference sequence (channel 0 here), the first one given takes its place: outputs on its grid,
+    # named after it.
     assert cli_main(["predict", "--input", f"STIR={case['stir']}", "--model", "two_sequences", "--device", "cpu",
-                     "--folds", "0", "-o", str(tmp_path / "no_reference")]) == 2
-    assert "the reference sequence T2w is needed" in capsys.readouterr().err
+                     "--folds", "0", "-o", str(tmp_path / "no_reference")]) == 0
+    sidecar = json.loads((tmp_path / "no_reference" / "sub-01_STIR_lesion_seg.json").read_text())
+    assert sidecar["sequences"]["reference"] == "STIR" and sidecar["sequences"]["missing"] == ["T2w"]

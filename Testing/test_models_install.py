@@ -286,7 +286,7 @@ def test_missing_bundled_demo_gives_a_clear_error(tmp_path: Path, monkeypatch: p
 
 def test_manifests_are_complete() -> None:
     assert set(MANIFESTS) == {"lesion_ms", "lesion_ms_cropped", "lesion_ms_axial_t2", "lesion_ms_mp2rage", "demo",
-                              "cord_contrast_agnostic"}
+                              "demo_multisequence", "cord_contrast_agnostic"}
     for manifest in MANIFESTS.values():
         assert manifest.bundled == (not manifest.archives)
         assert manifest.contrasts and manifest.citation and manifest.licence
@@ -297,3 +297,6 @@ def test_manifests_are_complete() -> None:
     assert MANIFESTS["lesion_ms_axial_t2"].labels["sc"] == (1, 2)  # region-based: sc overlaps lesion
     assert MANIFESTS["demo"].bundled_folder == manifests.MANIFESTS["demo"].bundled_folder
     assert MANIFESTS["demo"].bundled_folder.parts[-3:] == ("Resources", "Models", "demo")
+    multisequence = MANIFESTS["demo_multisequence"]
+    assert multisequence.bundled_folder.parts[-3:] == ("Resources", "Models", "demo_multisequence")
+    assert multisequence.missing_sequences == "impute" and multisequence.contrasts == ("T2w", "STIR")

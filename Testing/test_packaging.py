@@ -138,7 +138,8 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import SpinalLesionSegLib
 for info in pkgutil.walk_packages(SpinalLesionSegLib.__path__, 'SpinalLesionSegLib.'):
-    if not info.name.startswith('SpinalLesionSegLib.mrml') and not info.name.endswith('__main__'):
+    # imputation_net is a torch network class, imported only to build that network (by its name in plans.json).
+    if not info.name.startswith('SpinalLesionSegLib.mrml') and not info.name.endswith(('__main__', 'imputation_net')):
         importlib.import_module(info.name)
 print(sorted(m for m in sys.modules if m.startswith('SpinalLesionSegLib')))
 """

@@ -187,14 +187,14 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
             ("cord_voxels" if cord_only else "lesion_voxels"): int(sitk.GetArrayViewFromImage(counted).sum())}
 
 
-def _case_paths(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str, Any]
+def _case_paths(model: LoadedModel, inputs: list[Path | None], job: Job, info: dict[str, Any]
                 ) -> tuple[int, dict[str, Path]]:
     """(the reference channel, the case's output paths by role): outputs are named after the reference sequence's
-    file (channel 0 but for a manifest's ``reference_channel``), plus one ``.tfm`` per registered sequence."""
+    file (channel 0 but for a manifest's ``reference_channel``; the first sequence given when that one is missing),
+    plus one ``.tfm`` per registered sequence."""
     reference = info.get("reference_channel", 0) if len(inputs) > 1 else 0
-    if inputs[reference] is None:
-        raise InputError(None, f"the reference sequence {model.channel_names[reference]} is needed: the others are "
-                               "brought onto its grid and the outputs are on it")
+    if inputs[reference] is None:  # missing, as the model's policy allows: the first sequence given stands in
+        reference = next(number for number, path in enumerate(inputs) if path is not None)
     stem = input_stem(inputs[reference], job.series_uids)
     paths = output_paths(writable_folder(job.output_dir), stem, model.task == "cord")
     missing = [name for name, path in zip(model.channel_names, inputs) if path is None]
@@ -321,8 +321,8 @@ def _case_roi(job: Job, info: dict[str, Any], model: LoadedModel, image: sitk.Im
     return roi
 
 
-def _read_case(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str, Any]
-               ) -> tuple[list[sitk.Image], tuple[str | None, str], list[str]]:
+def _read_case(model: LoadedModel, inputs: list[Path | None], job: Job, info: dict[str, Any]
+               ) -> tuple[list[sitk.Image | None], tuple[str | None, str], list[str]]:
     """Read and check the inputs (a DICOM folder: the job's series); resolve the job's contrast hint (also from a
     DICOM series description); warn about contrasts the model was not trained on and apply the PSIR sign inversion
     the model expects. Returns (images, (contrast, its source), warnings)."""
@@ -343,7 +343,7 @@ def _read_case(model: LoadedModel, inputs: list[Path], job: Job, info: dict[str,
     return images, (contrast, contrast_source), warnings
 
 
-def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Path],
+def _sidecar(model: LoadedModel, job: Job, info: dict[str, Any], inputs: list[Path | None],
              contrast: tuple[str | None, str], roi: Box | None, warnings: list[str], result_set: ResultSet,
              timings: dict[str, float]) -> dict[str, Any]:
     """The ``<stem>_lesion_seg.json`` record: what ran, on what, how, and how long it took (s)."""

@@ -22,9 +22,10 @@ from ..errors import InputError
 
 #: Missing-sequence policies a model declares (its manifest's ``missing_sequences``): ``refuse`` (every channel
 #: needs an image), ``zeros`` (a missing one is fed as zeros, at the input; for stock nnU-Net multi-channel models
-#: trained with such inputs).
-REFUSE, ZEROS = "refuse", "zeros"
-POLICIES = (REFUSE, ZEROS)
+#: trained with such inputs), ``impute`` (fed as zeros too, which this project's mean-imputation network reads as
+#: "missing" and replaces by the mean of the available sequences' features, :mod:`.imputation_net`).
+REFUSE, ZEROS, IMPUTE = "refuse", "zeros", "impute"
+POLICIES = (REFUSE, ZEROS, IMPUTE)
 
 
 def parse_named_input(text: str) -> tuple[str, Path]:

@@ -4,7 +4,8 @@ Published models name custom trainers (``lesion_ms`` uses ``nnUNetTrainerDiceCEL
 that stock nnunetv2 cannot find; SCT runs a ``trainer_class.py`` shipped inside the model zip to get around it. The
 custom trainers only change training settings, so the network is fully described by the plans' ``architecture``
 entry. ``plans.json`` names classes by dotted path, and nnunetv2 would import whatever it names; we only accept
-network classes from ``dynamic_network_architectures`` and building blocks from ``torch.nn``.
+network classes from ``dynamic_network_architectures`` (and this project's own, by exact name:
+:data:`..models.model_values.PROJECT_NETWORKS`) and building blocks from ``torch.nn``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from ..errors import InputError
 from ..models.model_values import (
     ALLOWED_BLOCK_PREFIX,
     ALLOWED_NETWORK_PREFIX,
+    PROJECT_NETWORKS,
     class_path_problem,
 )
 
 __all__ = ["ALLOWED_BLOCK_PREFIX", "ALLOWED_NETWORK_PREFIX", "build_network", "load_weights"]
 
 
-def _import_dotted(path: str, allowed_prefix: str, source: Path) -> Any:
+def _import_dotted(path: str, allowed_prefix: str, source: Path, exact: frozenset[str] = frozenset()) -> Any:
     """Import the class at the dotted ``path`` once :func:`class_path_problem` allows it."""
-    problem = class_path_problem(path, allowed_prefix)
+    problem = class_path_problem(path, allowed_prefix, exact)
     if problem:
         raise InputError(source, problem)
     module_name, _, attribute = path.rpartition(".")
@@ -46,7 +48,7 @@ def build_network(plans_manager: Any, configuration_manager: Any, num_input_chan
     for key in configuration_manager.network_arch_init_kwargs_req_import:
         if kwargs.get(key) is not None:
             kwargs[key] = _import_dotted(kwargs[key], ALLOWED_BLOCK_PREFIX, plans_path)
-    network_class = _import_dotted(arch_class_name, ALLOWED_NETWORK_PREFIX, plans_path)
+    network_class = _import_dotted(arch_class_name, ALLOWED_NETWORK_PREFIX, plans_path, PROJECT_NETWORKS)
     kwargs["deep_supervision"] = False
     try:
         return network_class(input_channels=num_input_channels, num_classes=num_output_channels, **kwargs)

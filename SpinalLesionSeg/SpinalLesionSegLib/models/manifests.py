@@ -35,14 +35,19 @@ DOWNLOAD_SLACK = 2
 #: output of its own ("Crop to cord: automatic").
 CORD_MODEL = "cord_contrast_agnostic"
 
-#: Where the bundled demo model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install),
-#: or in the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml).
 _PACKAGE = Path(__file__).resolve().parents[1]
-DEMO_MODEL_FOLDER = next(
-    (folder for folder in (_PACKAGE.parent / "Resources" / "Models" / "demo",
-                           _PACKAGE / "_resources" / "Models" / "demo") if folder.is_dir()),
-    _PACKAGE.parent / "Resources" / "Models" / "demo",
-)
+
+
+def bundled_folder(name: str) -> Path:
+    """Where a bundled model lives: in the Slicer module's Resources (Slicer, a checkout, an editable install), or in
+    the package's ``_resources`` folder (a wheel installed with pip; see pyproject.toml)."""
+    folders = (_PACKAGE.parent / "Resources" / "Models" / name, _PACKAGE / "_resources" / "Models" / name)
+    return next((folder for folder in folders if folder.is_dir()), folders[0])
+
+
+#: The bundled demo models: cord + lesion (one T2w), and two sequences with missing-sequence imputation.
+DEMO_MODEL_FOLDER = bundled_folder("demo")
+MULTISEQUENCE_DEMO_FOLDER = bundled_folder("demo_multisequence")
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class ModelManifest:
     #: are registered and resampled onto it, :mod:`..inference.sequences`).
     reference_channel: int = 0
     #: What a multi-channel model does when a sequence is missing (:data:`..inference.channels.POLICIES`):
-    #: ``refuse`` (every channel needs an image) or ``zeros`` (fed as zeros, at the input).
+    #: ``refuse`` (every channel needs an image), ``zeros`` (fed as zeros, at the input) or ``impute``
+    #: (feature-level mean imputation by the network, :mod:`..inference.imputation_net`).
     missing_sequences: str = "refuse"
     #: PSIR images must be multiplied by -1 before inference (a model trained on inverted PSIR).
     invert_psir: bool = False
@@ -246,6 +252,25 @@ MANIFESTS: Mapping[str, ModelManifest] = MappingProxyType({
             licence="Apache-2.0 (this project)",
             homepage="https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg",
             bundled_folder=DEMO_MODEL_FOLDER,
+        ),
+        ModelManifest(
+            name="demo_multisequence",
+            title="SpinalLesionSeg multi-sequence demo model (T2w + STIR, missing sequences imputed; phantoms)",
+            release="bundled",
+            archives=(),
+            folds=(0,),
+            orientation="RPI",
+            # scripts/train_multisequence_demo.py: MeanImputationUNet on synthetic T2w + STIR phantoms, sequence
+            # dropout; either sequence alone works (feature-level mean imputation, Walsh et al. 2025).
+            labels=MappingProxyType({"background": 0, "lesion": 1}),
+            contrasts=("T2w", "STIR"),
+            reference_channel=0,
+            missing_sequences="impute",
+            citation="SpinalLesionSeg multi-sequence demo model; for testing and demonstration only. Method: Walsh "
+                     "et al. 2025 (multi-sequence models with missing-sequence imputation).",
+            licence="Apache-2.0 (this project)",
+            homepage="https://github.com/SpinalLesionSeg/SlicerSpinalLesionSeg",
+            bundled_folder=MULTISEQUENCE_DEMO_FOLDER,
         ),
     )
 })

@@ -21,6 +21,9 @@ from ..errors import InputError
 #: :mod:`..inference.network` before it imports anything).
 ALLOWED_NETWORK_PREFIX = "dynamic_network_architectures.architectures."
 ALLOWED_BLOCK_PREFIX = "torch.nn."
+#: This project's own network classes, allowed by their exact dotted names only (never a prefix: nothing else in
+#: the package may be named by a plans file).
+PROJECT_NETWORKS = frozenset({"SpinalLesionSegLib.inference.imputation_net.MeanImputationUNet"})
 #: Most input channels (images per case) a model may take.
 MAX_CHANNELS = 16
 #: Most labels (or regions) a model may predict; each costs a probability map the size of the image.
@@ -39,9 +42,12 @@ MAX_FEATURES = 4096
 MAX_KERNEL = 16
 
 
-def class_path_problem(path: Any, allowed_prefix: str) -> str:
+def class_path_problem(path: Any, allowed_prefix: str, exact: frozenset[str] = frozenset()) -> str:
     """Why the dotted class path ``path`` may not be imported ("" when it may): it must be a plain dotted name
-    under ``allowed_prefix``. Checked without importing anything, so the installer refuses such plans too."""
+    under ``allowed_prefix``, or one of the ``exact`` names. Checked without importing anything, so the installer
+    refuses such plans too."""
+    if path in exact:
+        return ""
     if not isinstance(path, str) or not path.startswith(allowed_prefix) \
             or not all(part.isidentifier() for part in path.split(".")):
         return f"refused: plans name the class {path!r}, outside {allowed_prefix}*"
@@ -140,7 +146,7 @@ def _check_architecture(configuration: Mapping[str, Any], where: str, file: Path
         return  # old plans format: nnunetv2 maps it onto one of its two own networks
     if not isinstance(architecture, Mapping) or not isinstance(architecture.get("arch_kwargs"), Mapping):
         raise _fail(file, f"{where}.architecture", "an object with arch_kwargs", architecture)
-    problem = class_path_problem(architecture.get("network_class_name"), ALLOWED_NETWORK_PREFIX)
+    problem = class_path_problem(architecture.get("network_class_name"), ALLOWED_NETWORK_PREFIX, PROJECT_NETWORKS)
     if problem:
         raise InputError(file, f"{where}.architecture.network_class_name: {problem}")
     kwargs = architecture["arch_kwargs"]
