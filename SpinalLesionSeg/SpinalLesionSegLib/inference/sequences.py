@@ -10,7 +10,8 @@ mutual information), then resampled onto the reference grid (linear). With ``--n
 taken as aligned in scanner space (one exam, nobody moved) and only resampled. Each registration is saved as an ITK
 ``.tfm`` beside the outputs (:func:`transform_names`; ITK's resampling direction: reference points to the
 sequence's points) and recorded in the sidecar with its checks. A sequence missing from the inputs, where the
-model's policy allows it, is fed as zeros on the reference grid (``zeros``, :mod:`.channels`); the sidecar says so.
+model's policy allows it, is fed as zeros on the reference grid (``zeros``, and ``impute``, whose network reads a
+zero channel as missing; :mod:`.channels`); the sidecar says so.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import SimpleITK as sitk
 from ..analysis.longitudinal import transform_text
 from ..analysis.registration import align
 from ..errors import InputError
-from .channels import REFUSE
 from ..image_io import image_to_array, resample_to_grid
+from .channels import REFUSE
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def align_sequences(images: Sequence[sitk.Image | None], paths: Sequence[Path | 
                     policy: str = REFUSE) -> AlignedSequences:
     """Every sequence on ``images[reference]``'s grid: registered to it (unless ``register`` is False) inside the
     cord mask ``cord`` dilated (any grid; None: the whole image), then resampled; a missing sequence (None, as the
-    model's ``policy`` allowed) becomes zeros on that grid (``zeros``). InputError naming the sequence's file when
+    model's ``policy`` allowed) becomes zeros on that grid. InputError naming the sequence's file when
     its registration fails or is implausible."""
     fixed = sitk.Cast(images[reference], sitk.sitkFloat32)
     cord_kji = None
