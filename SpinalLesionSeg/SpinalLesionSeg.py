@@ -1,8 +1,7 @@
 """SpinalLesionSeg: MS lesion segmentation of spinal cord MRI in 3D Slicer.
 
-A binding: Module (description), Widget (.ui <-> parameter node <-> Logic; views, layouts, Segment Editor), Logic
-(:class:`SpinalLesionSegLib.mrml.panel.PanelLogic`, which also runs headless, on Slicer's scene) and the self-test.
-Inference runs in a worker process that the Logic drives, polled by a timer so that Slicer's GUI never waits.
+A binding: Module, Widget (.ui <-> parameter node <-> Logic; views, layouts, Segment Editor), Logic (PanelLogic of
+SpinalLesionSegLib.mrml.panel, also headless) and self-test. Inference runs in a worker process, polled by a timer.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ if VERSION_PROBLEM:  # the module shows the problem instead of a panel, and neve
 else:
     from SpinalLesionSegLib.errors import InputError
     from SpinalLesionSegLib.inference.protocol import Error, Log, Progress, Result
-    from SpinalLesionSegLib.mrml import qt_dataset, qt_dialogs, qt_dicom, qt_followup, qt_levels, qt_stations
+    from SpinalLesionSegLib.mrml import (qt_dataset, qt_dialogs, qt_dicom, qt_followup, qt_levels, qt_sequences,
+                                         qt_stations)
     from SpinalLesionSegLib.mrml.panel import PanelLogic
     from SpinalLesionSegLib.mrml.qt_worker import QtWorkerClient
     from SpinalLesionSegLib.mrml.results import lesion_segment_id
@@ -138,6 +138,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The model list changes as models are installed, so it is not a fixed Choice: synchronised by hand.
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
         self.refreshModels()
+        self.sequences = qt_sequences.SequenceRows(self.ui, self.logic)
         self.dataset = qt_dataset.DatasetSection(uiWidget, lambda: self._parameterNode, self._refreshReviewTable)
         self.followup = qt_followup.FollowupSection(uiWidget, self.ui.statisticsCollapsibleButton, lambda: self._parameterNode)
         self.dicom = qt_dicom.DicomSection(uiWidget, self.followup.section, lambda: self._parameterNode, self.logic)
@@ -301,8 +302,7 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if position is not None:
                 slicer.modules.markups.logic().JumpSlicesToLocation(*position, True)
             self.ui.deviceInfoLabel.text = "{name}: {reason}".format(**message.device)
-            self.ui.progressBar.value = 100
-            self.ui.statusLabel.text = self.logic.result_summary(message)
+            self.ui.progressBar.value, self.ui.statusLabel.text = 100, self.logic.result_summary(message)
             self._refreshReviewTable()
 
     def onThresholdDragged(self, value: float) -> None:

@@ -1,11 +1,11 @@
 """Resume: which images of a batch must run, which are up to date, which hold a person's edits.
 
 An image is **up to date** when its result set is complete (every file its sidecar lists has the sha256 recorded
-there) and was made from the same input (sha256), the same model (fingerprint) and the same settings
-(:func:`..inference.case.result_settings`). A changed model or threshold re-runs what it affects; a deleted output
-re-runs only its image. An output that differs from what we wrote was **edited by hand**: it is kept (never
-overwritten) unless ``--overwrite``. A set a killed run left half published is completed first
-(:func:`..result_set.recover`).
+there) and was made from the same input (sha256; every image of a multi-sequence case), the same model
+(fingerprint) and the same settings (:func:`..inference.case.result_settings`). A changed model or threshold
+re-runs what it affects; a deleted output re-runs only its image. An output that differs from what we wrote was
+**edited by hand**: it is kept (never overwritten) unless ``--overwrite``. A set a killed run left half published
+is completed first (:func:`..result_set.recover`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..image_io import sha256_file
 from ..inference.case import output_paths
 from ..outputs import WRITTEN_SHA256
 from ..result_set import recover
+from .sequence_cases import source_digests
 
 RUN, SKIP, KEEP = "run", "skip", "keep"
 
@@ -79,7 +80,7 @@ def _staleness(record: dict[str, Any], paths: dict[str, Path], image: BidsImage,
     if recorded != settings:
         changed = sorted(k for k in settings if not isinstance(recorded, dict) or recorded.get(k) != settings[k])
         return f"settings changed ({', '.join(changed)})"
-    source = (record.get("Sources") or [{}])[0]
-    if not isinstance(source, dict) or source.get("sha256") != image.digest():
-        return "the image changed"
+    sources = record.get("Sources") or [{}]
+    if [source.get("sha256") if isinstance(source, dict) else None for source in sources] != source_digests(image):
+        return "the image changed" if len(sources) == 1 else "an image of the case changed"
     return None

@@ -15,7 +15,8 @@ from .. import __version__
 from ..bids import BidsImage, check_root, find_images, is_bids_root, pipeline_dir, read_selection, select, split_part
 from ..errors import InputError
 from ..image_io import write_text
-from ..inference.case import CODE_URL, result_settings
+from ..inference.case import CODE_URL, model_info, result_settings
+from ..inference.channels import model_channels
 from ..inference.protocol import Job
 from ..models.resolve import ResolvedModel, resolve_model
 from ..outputs import writable_folder
@@ -26,6 +27,7 @@ from .pairs import Pair, owned_pairs
 from .plan import RUN, Decision, decide
 from .records import STATUSES, ImageRecord, read_record, read_records, record_path, write_record, write_tsv
 from .runner import BatchRunner, OnRecord, reuse_record
+from .sequence_cases import group_sequences, job_inputs
 
 #: Called after each session comparison with its record, the number finished and the number to do.
 OnPair = Callable[[PairRecord, int, int], None]
@@ -65,12 +67,28 @@ class BatchSession:
             else None
         if trained_on:
             images = [image for image in images if image.suffix in trained_on]
+        if len(channels := model_channels(self.model.dataset)) > 1:
+            images = self._sequence_cases(images, channels)
         self.candidates = select(images, read_selection(include), read_selection(exclude))
         self.part = split_part(self.candidates, num_parts, part_id)
         if not self.part:
             what = f"no image with suffix {', '.join(suffixes or trained_on or ['(any)'])}"
             raise InputError(self.root, f"{what} is selected: nothing to do")
         return self.part
+
+    def _sequence_cases(self, images: list[BidsImage], channels: list[str]) -> list[BidsImage]:
+        """A multi-sequence model's cases (:mod:`.sequence_cases`; exams it cannot run are noted in
+        :attr:`skipped`); refused for a DICOM tree, whose series carry no sequence names to group by."""
+        assert self.model is not None
+        if self.dicom:
+            raise InputError(self.root, f"is a DICOM tree: batch groups the sequences of model {self.model.name} "
+                             f"({', '.join(channels)}) by BIDS suffix only; convert to BIDS, or run predict "
+                             "--input NAME=SERIES per exam")
+        info = model_info(self.model)
+        cases, notes = group_sequences(images, channels, info["reference_channel"], info["missing_sequences"],
+                                       self.model.name)
+        self.skipped += notes
+        return list(cases)
 
     def plan(self, images: Sequence[BidsImage], template: dict[str, Any], roi_label: str | None,
              overwrite: bool, dry_run: bool = False) -> list[Decision]:
@@ -79,8 +97,10 @@ class BatchSession:
         decisions = []
         for image in images:
             roi = image.label(roi_label) if roi_label else None
-            job = Job(inputs=[str(image.path)], output_dir=str(image.output_dir()), series_uids=list(image.series_uids),
-                      roi_mask=str(roi) if roi and roi.is_file() else None, **template)
+            inputs, channels = job_inputs(image)
+            job = Job(inputs=inputs, channels=channels, output_dir=str(image.output_dir()),
+                      series_uids=list(image.series_uids), roi_mask=str(roi) if roi and roi.is_file() else None,
+                      **template)
             self.jobs[image] = job
             decisions.append(decide(image, result_settings(job), self.model.fingerprint, overwrite,
                                     dry_run=dry_run))

@@ -51,7 +51,7 @@ from ..plausibility import (
     roi_mask_fit,
 )
 from ..result_set import ResultSet, recover
-from .channels import REFUSE, order_by_channel
+from .channels import REFUSE, order_by_channel, sequence_rules
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
 from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
@@ -88,8 +88,7 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
             "contrasts": list(manifest.contrasts) if manifest else None,
             "invert_psir": bool(manifest.invert_psir) if manifest else False,
             "crop": crop.description if crop else None,
-            "reference_channel": manifest.reference_channel if manifest else 0,
-            "missing_sequences": manifest.missing_sequences if manifest else REFUSE,
+            **dict(zip(("reference_channel", "missing_sequences"), sequence_rules(manifest))),
             "crop_margins_mm": crop_margins_mm(resolved.crop_metadata, crop.margins_mm if crop else None)}
 
 

@@ -13,11 +13,15 @@ the model's channels. Order-based grouping (positional images, consecutive per c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..contrasts import contrast_label
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..models.manifests import ModelManifest
 
 
 #: Missing-sequence policies a model declares (its manifest's ``missing_sequences``): ``refuse`` (every channel
@@ -26,6 +30,25 @@ from ..errors import InputError
 #: "missing" and replaces by the mean of the available sequences' features, :mod:`.imputation_net`).
 REFUSE, ZEROS, IMPUTE = "refuse", "zeros", "impute"
 POLICIES = (REFUSE, ZEROS, IMPUTE)
+
+
+def model_channels(dataset: Mapping[str, object]) -> list[str]:
+    """A model's channel names in channel order, from its ``dataset.json`` (``channel_names``, or the older
+    ``modality``; one unnamed channel when neither is there)."""
+    names = dataset.get("channel_names", dataset.get("modality")) or {"0": "image"}
+    assert isinstance(names, Mapping)
+    return [str(value) for _, value in sorted(names.items(), key=lambda item: int(item[0]))]
+
+
+def sequence_rules(manifest: ModelManifest | None) -> tuple[int, str]:
+    """(the reference channel, the missing-sequence policy) of a model: its manifest's, else channel 0 and
+    :data:`REFUSE` (a custom model says nothing about missing sequences, so none may be missing)."""
+    return (manifest.reference_channel, manifest.missing_sequences) if manifest else (0, REFUSE)
+
+
+def same_channel(name: str, channel: str) -> bool:
+    """Whether ``name`` (a BIDS suffix, an ``--input`` name) spells the model channel ``channel``."""
+    return _key(name) == _key(channel)
 
 
 def parse_named_input(text: str) -> tuple[str, Path]:

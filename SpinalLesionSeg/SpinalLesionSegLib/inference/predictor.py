@@ -36,6 +36,7 @@ from ..errors import InputError
 from ..geometry import axcodes, reorient
 from ..image_io import same_grid
 from ..models.resolve import ResolvedModel
+from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
@@ -104,8 +105,7 @@ class LoadedModel:
         loaded = load_fold_checkpoints(self.checkpoints.values())
         parameters, self.trainer_name = loaded.parameters, loaded.trainer_name
         self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
-        self.channel_names = [str(v) for _, v in sorted(self.dataset_json.get("channel_names", {"0": "image"}).items(),
-                                                        key=lambda kv: int(kv[0]))]
+        self.channel_names = model_channels(self.dataset_json)
         network = self._build_network(parameters[0])
         self.fold_parameters = dict(zip(self.checkpoints, parameters))
         self.lesion_channel, self.cord_channel = self._output_channels()

@@ -89,6 +89,14 @@ def image_from_volume_node(node: slicer.vtkMRMLVolumeNode) -> sitk.Image:
     return image
 
 
+def scalar_volumes(scene: slicer.vtkMRMLScene) -> list[slicer.vtkMRMLScalarVolumeNode]:
+    """The scene's scalar volumes that are not label maps, in scene order (what the panel's volume selectors
+    show; GetNthNodeByClass also matches subclasses, label maps among them)."""
+    volumes = (scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
+               for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return [volume for volume in volumes if not volume.IsA("vtkMRMLLabelMapVolumeNode")]
+
+
 def read_volume_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike[str], name: str | None = None,
                      node_class: str = "vtkMRMLScalarVolumeNode") -> slicer.vtkMRMLVolumeNode:
     """Load a NIfTI/NRRD file into a new volume node with Slicer's own reader (as "Add Data" would)."""
@@ -207,3 +215,20 @@ def load_segmentation(scene: slicer.vtkMRMLScene, path: str | os.PathLike[str],
     """Read a ``.seg.nrrd`` file into a new segmentation node with Slicer's own storage node."""
     return _read_node(scene, path, name, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode",
                       "segmentation")
+
+
+def read_point_list(scene: slicer.vtkMRMLScene, path: str, name: str) -> slicer.vtkMRMLMarkupsFiducialNode:
+    """A point list read from a ``.mrk.json`` file by Slicer's markups JSON storage node (the file's LPS read as
+    RAS, as "Add Data" does), which stays attached so that the scene can save it; OSError when unreadable."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()  # slicer-core does not register it for AddNewNodeByClass
+    scene.AddNode(storage)
+    storage.SetFileName(path)
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise OSError(f"{path}: Slicer could not read this point list")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.SetName(name)
+    node.CreateDefaultDisplayNodes()
+    return node

@@ -50,11 +50,13 @@ from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..outputs import writable_folder
 from ..plausibility import contrast_conflict
 from ..validation import validate_image
-from .nodes import image_from_volume_node, labelmap_from_segmentation, read_volume_node
+from .nodes import (image_from_volume_node, labelmap_from_segmentation, read_point_list, read_volume_node,
+                    scalar_volumes)
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
 from .review import analyze_segment, largest_lesion_ras
 from .review_state import clear_review_state
 from .review_steps import THRESHOLD_ATTRIBUTE, Parameters, ReviewSteps
+from .sequence_inputs import SequenceChoice
 from .statistics import StatisticsNodes, export_statistics, level_source_from_node, statistics_nodes
 
 
@@ -78,6 +80,8 @@ class PanelLogic(ReviewSteps):
         self._levels_volume: slicer.vtkMRMLScalarVolumeNode | None = None  # the volume TotalSpineSeg ran on
         self.job_warnings: list[str] = []  # what the panel noticed about the submitted job (the worker adds more)
         self._undo: list[tuple[str, np.ndarray, tuple[int, ...], str]] = []
+        #: The volume of each sequence when the model has several (:mod:`.sequence_inputs`; set by the panel).
+        self.sequence_choice: SequenceChoice | None = None
 
     def work_path(self, name: str) -> Path:
         """A file in this session's temporary folder (made on first use)."""
@@ -96,11 +100,8 @@ class PanelLogic(ReviewSteps):
 
     @staticmethod
     def default_input(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLScalarVolumeNode | None:
-        """The first scalar volume of the scene that is not a label map (GetFirstNodeByClass matches subclasses,
-        and the input selector does not show label maps)."""
-        volumes = (scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
-                   for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
-        return next((node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")), None)
+        """The first scalar volume of the scene that is not a label map (:func:`.nodes.scalar_volumes`)."""
+        return next(iter(scalar_volumes(scene)), None)
 
     @staticmethod
     def guess_contrast(volume: slicer.vtkMRMLScalarVolumeNode, series_description: str = "") -> str | None:
@@ -116,7 +117,7 @@ class PanelLogic(ReviewSteps):
     def build_job(self, p: Parameters, series_description: str = "") -> Job:
         """Write the input volume (its own grid, as Slicer holds it) and any cord ROI to temporary NIfTI files and
         describe the job. The ROI follows the one rule of :mod:`..inference.roi`."""
-        source = write_image(_checked_image(p.inputVolume), self.work_path("input.nii.gz"))
+        inputs, channels = self._inputs(p)
         contrast = p.contrast
         if contrast == defaults.CONTRAST:  # the temporary file has no BIDS name: guess from the volume here
             contrast = self.guess_contrast(p.inputVolume, series_description) or defaults.CONTRAST
@@ -126,11 +127,20 @@ class PanelLogic(ReviewSteps):
             self.job_warnings.append(f"the ROI {p.roiNode.GetName()!r} was not used: 'Crop to cord: automatic' "
                                      "finds the cord itself")
         roi_mask, roi_box = (None, None) if roi_auto else self._roi(p)
-        return Job(inputs=[str(source)], output_dir=str(self.work_path("output")), model=p.model,
+        return Job(inputs=inputs, channels=channels, output_dir=str(self.work_path("output")), model=p.model,
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
                    roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
                    roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None)
+
+    def _inputs(self, p: Parameters) -> tuple[list[str], list[str] | None]:
+        """(the job's input files, their channel names or None): the input volume, or the volume chosen for each
+        sequence of a multi-sequence model (:attr:`sequence_choice`), whose reference becomes the input volume."""
+        choice = self.sequence_choice
+        if choice is None or choice.sequences.model != p.model:
+            return [str(write_image(_checked_image(p.inputVolume), self.work_path("input.nii.gz")))], None
+        p.inputVolume = choice.reference_volume()
+        return choice.write(lambda volume, name: write_image(_checked_image(volume), self.work_path(name)))
 
     def _roi(self, p: Parameters) -> tuple[str | None, RoiBox | None]:
         """A cord segmentation goes to the worker as a mask file (the worker adds the margin or the model's crop
@@ -271,7 +281,7 @@ class PanelLogic(ReviewSteps):
         levels = read_volume_node(self.scene, found["levels"], f"{name} TotalSpineSeg levels",
                                   "vtkMRMLLabelMapVolumeNode")
         levels.CreateDefaultDisplayNodes()
-        discs = _read_point_list(self.scene, found["discs"], f"{name} TotalSpineSeg discs") if found["discs"] else None
+        discs = read_point_list(self.scene, found["discs"], f"{name} TotalSpineSeg discs") if found["discs"] else None
         along_cord = discs is not None and p.segmentation is not None and self._cord_segment_id(p) is not None
         p.levelsNode = discs if along_cord else levels
         how = "its discs along the cord" if along_cord else f"its vertebrae{' (no cord segment yet)' * bool(discs)}"
@@ -344,23 +354,6 @@ def _levels_record(lines: Sequence[str]) -> dict[str, Any]:
             if isinstance(record, dict) and record.get("levels"):
                 return record
     raise InputError(None, "the levels command named no levels map (see the log)")
-
-
-def _read_point_list(scene: slicer.vtkMRMLScene, path: str, name: str) -> slicer.vtkMRMLMarkupsFiducialNode:
-    """A point list read from a ``.mrk.json`` file by Slicer's markups JSON storage node (the file's LPS read as
-    RAS, as "Add Data" does), which stays attached so that the scene can save it; OSError when unreadable."""
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
-    storage = slicer.vtkMRMLMarkupsJsonStorageNode()  # slicer-core does not register it for AddNewNodeByClass
-    scene.AddNode(storage)
-    storage.SetFileName(path)
-    if not storage.ReadData(node):
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise OSError(f"{path}: Slicer could not read this point list")
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    node.SetName(name)
-    node.CreateDefaultDisplayNodes()
-    return node
 
 
 def _contrast_warnings(contrast: str, volume_name: str, series_description: str) -> list[str]:
