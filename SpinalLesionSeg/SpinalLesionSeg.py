@@ -70,8 +70,7 @@ class SpinalLesionSeg(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class SpinalLesionSegParameterNode:
-    """The panel's state, saved with the scene (fields: :mod:`SpinalLesionSegLib.mrml.panel`; choices, defaults
-    and ranges: :mod:`SpinalLesionSegLib.defaults`; contrasts shown as people write them, T2*w for T2starw)."""
+    """The panel's state, saved with the scene (fields: mrml/panel.py; choices, defaults, ranges: defaults.py)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     contrast: Annotated[str, Choice([contrast_label(c) for c in defaults.CONTRAST_CHOICES])] = defaults.CONTRAST
@@ -79,6 +78,7 @@ class SpinalLesionSegParameterNode:
     device: Annotated[str, Choice(list(defaults.DEVICE_CHOICES))] = defaults.DEVICE
     folds: str = ""
     tta: bool = False
+    precision: Annotated[str, Choice(list(defaults.PRECISION_CHOICES))] = defaults.PANEL_PRECISION
     dropOutsideCord: bool = False
     roiNode: Union[vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, None]
     roiAuto: bool = False

@@ -33,6 +33,17 @@ CONTRAST_CHOICES: tuple[str, ...] = (CONTRAST, *CONTRASTS)
 DEVICE = "auto"
 DEVICE_CHOICES: tuple[str, ...] = (DEVICE, "cuda", "mps", "cpu")
 
+#: The network's arithmetic (:mod:`.inference.precision`): fp32 on the command line (results equal stock nnU-Net's
+#: on the CPU), auto in the Slicer panel (bf16 where the hardware has it and the fidelity gate passed: speed).
+PRECISION = "fp32"
+PANEL_PRECISION = "auto"
+PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+
+#: Sliding-window tile step, a fraction of the patch size (nnU-Net's and SCT's 0.5: tiles overlap by half); up to
+#: 1 (tiles touch, fewer tiles, less averaging: its cost and fidelity are measured in docs/performance.md).
+TILE_STEP = 0.5
+TILE_STEP_RANGE = (0.25, 1.0)
+
 #: How fold outputs are combined: "mean" (soft map >= threshold) or "majority" (SCT's vote of per-fold masks).
 ENSEMBLE = "mean"
 ENSEMBLE_RULES: tuple[str, ...] = (ENSEMBLE, "majority")

@@ -50,6 +50,23 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"where to run (default {defaults.DEVICE})")
     parser.add_argument("--folds", type=int, nargs="+", help="folds to ensemble (default: all available)")
     parser.add_argument("--tta", action="store_true", help="test-time mirroring (slower; off as in SCT)")
+    parser.add_argument("--precision", default=defaults.PRECISION, choices=defaults.PRECISION_CHOICES,
+                        help=f"the network's arithmetic (default {defaults.PRECISION}: on the CPU the same numbers as "
+                        "stock nnU-Net); bf16/fp16 run it in 16 bits under torch.autocast, faster where the "
+                        "hardware has them; auto: bf16 where the hardware has native bf16 and the fidelity gate "
+                        "passed, else fp32 (the sidecar records the choice)")
+    parser.add_argument("--tile-step", type=_tile_step, default=defaults.TILE_STEP, metavar="STEP",
+                        help=f"sliding-window step as a fraction of the patch (default {defaults.TILE_STEP:g}, as "
+                        "nnU-Net and SCT; up to 1: fewer tiles, faster, less averaging at tile borders)")
+
+
+def _tile_step(text: str) -> float:
+    """``--tile-step``: a number in :data:`..defaults.TILE_STEP_RANGE` (argparse reports anything else)."""
+    low, high = defaults.TILE_STEP_RANGE
+    value = float(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+    return value
 
 
 def add_outside_cord_options(parser: argparse.ArgumentParser, *, drop: bool = True,
@@ -105,7 +122,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               roi_margin_mm=args.roi_margin, overwrite=args.overwrite, series_uids=args.series_uid,
               dicom_out=args.dicom_out, uid_root=args.uid_root, drop_outside_cord=args.drop_outside_cord,
               outside_cord_margin_mm=args.outside_cord_margin, roi_auto=args.roi == "auto",
-              cord_model=args.cord_model, register=args.register)
+              cord_model=args.cord_model, register=args.register, precision=args.precision,
+              tile_step=args.tile_step)
     failures = 0
     for number, case in enumerate(cases, 1):
         shown = next(path for path in case if path is not None)  # a missing sequence is None

@@ -21,7 +21,6 @@ torch and nnunetv2 are imported here, so this module is only imported by the wor
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..defaults import DEVICE, ENSEMBLE, ENSEMBLE_RULES, THRESHOLD
+from ..defaults import DEVICE, ENSEMBLE, ENSEMBLE_RULES, THRESHOLD, TILE_STEP
 from ..errors import InputError
 from ..geometry import axcodes, reorient
 from ..image_io import same_grid
@@ -40,6 +39,7 @@ from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
+from .precision import FP32, PrecisionChoice, autocast, choose_precision
 from .predictor_steps import paste as _paste
 from .predictor_steps import quiet as _quiet
 from .predictor_steps import timed as _timed
@@ -62,7 +62,8 @@ class Prediction:
     cord   -- uint8 0/1 spinal cord mask (region-based and cord-only models), else None;
     roi    -- the box inference ran on (None for the whole image);
     timings_s -- seconds per stage;
-    cord_soft -- float32 mean cord probability over folds (models with a cord output), else None.
+    cord_soft -- float32 mean cord probability over folds (models with a cord output), else None;
+    precision -- the network's arithmetic and why (:mod:`.precision`).
     """
 
     soft: sitk.Image | None
@@ -71,6 +72,7 @@ class Prediction:
     roi: Box | None
     timings_s: dict[str, float] = field(default_factory=dict)
     cord_soft: sitk.Image | None = None
+    precision: PrecisionChoice | None = None
 
 
 class LoadedModel:
@@ -95,6 +97,7 @@ class LoadedModel:
         self.checkpoints = self._select_checkpoints(folds)
         self.device: DeviceChoice = select_device(device)
         self.tta = tta
+        self.precision = PrecisionChoice(FP32, "default")  # set by each predict()
         self.orientation_sct = self.resolved.orientation
         self.orientation_source = self.resolved.orientation_source
         self.orientation_axcodes = self.resolved.axcodes
@@ -162,7 +165,7 @@ class LoadedModel:
 
         with _quiet():
             predictor = nnUNetPredictor(
-                tile_step_size=0.5, use_gaussian=True, use_mirroring=self.tta,
+                tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=self.tta,
                 perform_everything_on_device=self.device.device.type == "cuda",
                 device=self.device.device, verbose=False, allow_tqdm=False,
             )
@@ -188,10 +191,15 @@ class LoadedModel:
         return channel(self.resolved.lesion_label), channel(self.resolved.cord_label)
 
     def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = THRESHOLD,
-                ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None) -> Prediction:
+                ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None,
+                precision: str = FP32, tile_step: float = TILE_STEP) -> Prediction:
         """Segment lesions (a cord-only model: the cord) in ``images`` (one per model channel; channels after the
-        first are resampled onto the first one's grid). ``roi`` restricts inference to a box; outside it all is 0."""
+        first are resampled onto the first one's grid). ``roi`` restricts inference to a box; outside it all is 0.
+        ``precision``: the network's arithmetic (:data:`.precision.PRECISIONS`); ``tile_step``: the sliding window's
+        step, a fraction of the patch (nnunetv2 reads it from its predictor when it lays out the tiles)."""
         images = self._check_inputs(images, threshold, ensemble)
+        self.precision = choose_precision(precision, self.device.device, self._torch)
+        self.predictor.tile_step_size = tile_step
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
         with _timed(timings, "reorient_s"):
@@ -218,7 +226,7 @@ class LoadedModel:
             on_input = self._export(outputs, full, reference, crop, roi)
         report("done", 1.0)
         return Prediction(soft=on_input.get("soft"), binary=on_input.get("binary"), cord=on_input.get("cord"),
-                          roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"))
+                          roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"), precision=self.precision)
 
     def _check_inputs(self, images: sitk.Image | Sequence[sitk.Image], threshold: float,
                       ensemble: str) -> list[sitk.Image]:
@@ -275,29 +283,33 @@ class LoadedModel:
         return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
     def _sliding_window(self, tensor: Any, window: tuple[slice, ...] | None) -> Any:
-        """nnunetv2's sliding-window logits on the whole tensor, or only from the tiles that touch the ROI window.
+        """nnunetv2's sliding-window logits on the whole tensor, or only from the tiles that touch the ROI window,
+        in the chosen precision (:mod:`.precision`; nnunetv2's own whole-image call would autocast to fp16 on CUDA).
 
         With a window, the tiles are the very tiles nnunetv2 would use for the whole image (same grid, same order),
         restricted to those overlapping the window: every voxel inside the window gets exactly the tiles, weights
         and sums it gets in a whole-image run, so the ROI changes the time, not the values inside it. Voxels no
         selected tile covers are set to background with certainty (the outputs are zeroed outside the ROI anyway).
         """
-        predictor = self.predictor
-        if window is None:
-            return predictor.predict_sliding_window_return_logits(tensor).to("cpu")
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
-        patch = self.configuration_manager.patch_size
-        data, revert = pad_nd_image(tensor, patch, "constant", {"value": 0}, True, None)
-        window = [slice(w.start + r.start, w.stop + r.start) for w, r in zip(window, revert[1:])]
-        slicers = [tile for tile in predictor._internal_get_sliding_window_slicers(data.shape[1:])
-                   if all(t.start < w.stop and w.start < t.stop for t, w in zip(tile[1:], window))]
-        on_device = predictor.perform_everything_on_device
-        autocast = (self._torch.autocast(self.device.device.type, enabled=True)
-                    if self.device.device.type == "cuda" else contextlib.nullcontext())
-        with autocast:
-            logits = predictor._internal_predict_sliding_window_return_logits(data, slicers, on_device)
+        predictor = self.predictor
+        data, revert = pad_nd_image(tensor, self.configuration_manager.patch_size, "constant", {"value": 0}, True,
+                                    None)
+        slicers = predictor._internal_get_sliding_window_slicers(data.shape[1:])
+        if window is not None:
+            window = [slice(w.start + r.start, w.stop + r.start) for w, r in zip(window, revert[1:])]
+            slicers = [tile for tile in slicers if all(t.start < w.stop and w.start < t.stop
+                                                       for t, w in zip(tile[1:], window))]
+        with autocast(self.precision, self.device.device, self._torch):
+            try:
+                logits = predictor._internal_predict_sliding_window_return_logits(
+                    data, slicers, predictor.perform_everything_on_device)
+            except RuntimeError:  # out of GPU memory: sums on the CPU, as nnunetv2 falls back
+                logits = predictor._internal_predict_sliding_window_return_logits(data, slicers, False)
         logits = logits[(slice(None), *revert[1:])].to("cpu")
+        if window is None:
+            return logits
         uncovered = self._torch.isnan(logits[0])  # 0 / 0 where no tile was summed
         logits[:, uncovered] = -BACKGROUND_LOGIT
         if not self.region_based:

@@ -120,6 +120,10 @@ class Job:
     #: Register the sequences of a multi-channel model to the reference sequence (:mod:`.sequences`); False:
     #: taken as aligned in scanner space, only resampled.
     register: bool = True
+    #: The network's arithmetic (:mod:`.precision`): auto, fp32, bf16 or fp16.
+    precision: str = defaults.PRECISION
+    #: Sliding-window tile step (fraction of the patch; :data:`..defaults.TILE_STEP`).
+    tile_step: float = defaults.TILE_STEP
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -150,6 +154,11 @@ class Job:
                f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
         _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
         _check(isinstance(self.roi_auto, bool), f"'roi_auto' must be true or false, got {self.roi_auto!r}")
+        _check(self.precision in defaults.PRECISION_CHOICES,
+               f"'precision' must be one of {', '.join(defaults.PRECISION_CHOICES)}, got {self.precision!r}")
+        low, high = defaults.TILE_STEP_RANGE
+        _check(_is_number(self.tile_step) and low <= self.tile_step <= high,
+               f"'tile_step' must be a number from {low:g} to {high:g}, got {self.tile_step!r}")
         _check(isinstance(self.register, bool), f"'register' must be true or false, got {self.register!r}")
         _check(not (self.roi_auto and (self.roi_mask or self.roi_box)),
                "'roi_auto' finds the cord itself: give it without 'roi_mask' or 'roi_box'")

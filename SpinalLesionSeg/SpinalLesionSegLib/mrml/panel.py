@@ -8,8 +8,9 @@ widget, which gets positions (RAS mm) and nodes back from these methods.
 ``p``, the panel's parameters, is the module's parameter node (``SpinalLesionSegParameterNode``) or any object with
 the same attributes: ``inputVolume``, ``contrast``, ``model``, ``device``, ``folds`` (text such as "0 1"), ``tta``,
 ``roiNode`` (markups ROI or a cord segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty
-for the default), ``threshold``, ``softMap``, ``segmentation``, ``levelsNode`` and ``dropOutsideCord`` (drop the
-lesions outside the dilated cord instead of flagging them, :mod:`..analysis.outside_cord`; false when absent).
+for the default), ``threshold``, ``softMap``, ``segmentation``, ``levelsNode``, ``precision`` (the network's
+arithmetic, :mod:`..inference.precision`; "auto" when absent) and ``dropOutsideCord`` (drop the lesions outside the
+dilated cord instead of flagging them, :mod:`..analysis.outside_cord`; false when absent).
 ``roiAuto`` ("Crop to cord: automatic") has the worker find the cord first (:mod:`..inference.cord_stage`: the
 model's own cord, else the cord model ``cordModel``, absent or empty for the registry's default; only scripts set
 it); the ROI node is then not used (the panel disables its selector; the summary says so) and the cord found is the
@@ -131,7 +132,8 @@ class PanelLogic(ReviewSteps):
                    device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
                    roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
-                   roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None)
+                   roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None,
+                   precision=getattr(p, "precision", defaults.PANEL_PRECISION))
 
     def _inputs(self, p: Parameters) -> tuple[list[str], list[str] | None]:
         """(the job's input files, their channel names or None): the input volume, or the volume chosen for each
@@ -207,8 +209,8 @@ class PanelLogic(ReviewSteps):
         timings = result.results[0]["timings_s"]
         seconds = sum(v for k, v in timings.items() if k != "model_load_s") + result.model_load_s
         warnings = [*self.job_warnings, *result.results[0].get("warnings", [])]
-        return f"Done in {seconds:.1f} s on {result.device.get('name', '?')}." + _cord_stage_note(result) + "".join(
-            f" Warning: {warning}" for warning in warnings)
+        done = f"Done in {seconds:.1f} s on {result.device.get('name', '?')}{_precision_note(result)}."
+        return done + _cord_stage_note(result) + "".join(f" Warning: {warning}" for warning in warnings)
 
     def load_results(self, p: Parameters, result: Result) -> tuple[float, float, float] | None:
         """Build the soft-map volume and the lesion segmentation from the worker's outputs (a fresh review);
@@ -335,6 +337,13 @@ def _cord_stage_note(result: Result) -> str:
         return ""
     found = f"the cord model {stage.get('model')}" if stage.get("source") == "cord model" else stage.get("source")
     return f" Cropped to the cord found by {found} (the 'Spinal cord' segment)."
+
+
+def _precision_note(result: Result) -> str:
+    """" in bf16 (auto: ...)" from the sidecar's ``precision`` record ("" for fp32 or without one)."""
+    sidecar = result.results[0]["outputs"].get("sidecar")
+    used = safe_json.load_file(sidecar).get("precision") if sidecar else None
+    return f" in {used['used']} ({used['reason']})" if isinstance(used, dict) and used.get("used") != "fp32" else ""
 
 
 def _command_error(code: int, lines: Sequence[str]) -> str:
