@@ -6,9 +6,11 @@ Configurations (each in its own process, so wall time includes what a user waits
   point), whole image;
 * ``stock-predictor``  -- ``nnUNetPredictor.initialize_from_trained_model_folder`` + ``predict_from_files``;
 * ``ours-cli``         -- ``spinal-lesion-seg predict``, whole image;
-* ``ours-serve``       -- one persistent worker (``--serve``) given three jobs: whole image (first job: process
-  start and model loading included), whole image again (second job: model already loaded), and the ROI around
-  the cord (third job: the default interactive path in Slicer).
+* ``ours-serve``       -- one persistent worker (``--serve``) given these jobs: whole image (first job: process
+  start and model loading included), whole image again (model already loaded), the generous ROI, the cord + 10 mm
+  ROI (the panel's default margin), then the same three in bf16 (``--precision bf16``; the panel's ``auto`` on a
+  CPU with native bf16: its interactive default is the cord + 10 mm ROI in bf16), and the fast preset (first fold
+  only, cord + 10 mm, bf16; it loads its model, so its network time is the figure to read).
 
 All use the same folds, tile step 0.5, Gaussian weighting, no test-time mirroring, and the same device.
 Models: ``demo`` (bundled) and ``resenc-l``, a network with the ``lesion_ms`` architecture (nnU-Net ResEnc-L,
@@ -158,7 +160,15 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
             Job(**base, id="full-second", output_dir=str(work / "serve2")),
             Job(**base, id="roi-second", output_dir=str(work / "serve3"), roi_box=roi_box(image)),
             Job(**base, id="roi-cord10-second", output_dir=str(work / "serve4"),
-                roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
+                roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
+            Job(**base, id="full-bf16-second", output_dir=str(work / "serve5"), precision="bf16"),
+            Job(**base, id="roi-bf16-second", output_dir=str(work / "serve6"), precision="bf16",
+                roi_box=roi_box(image)),
+            Job(**base, id="roi-cord10-bf16-second", output_dir=str(work / "serve7"), precision="bf16",
+                roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
+            # the fast preset: the first fold only (a model load of its own: its network time is what to read)
+            Job(**{**base, "folds": folds[:1]}, id="fast-roi-cord10-bf16-fold0", output_dir=str(work / "serve8"),
+                precision="bf16", roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -182,6 +192,42 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
     results["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
     results["total_s"] = round(time.perf_counter() - started, 2)
     return results
+
+
+SERVE_LABELS = {"full-second": "ours, worker, whole image, fp32", "roi-second": "ours, worker, generous ROI, fp32",
+                "roi-cord10-second": "ours, worker, cord + 10 mm, fp32",
+                "full-bf16-second": "ours, worker, whole image, bf16",
+                "roi-bf16-second": "ours, worker, generous ROI, bf16",
+                "roi-cord10-bf16-second": "ours, worker, cord + 10 mm, bf16 (panel default)"}
+
+
+def plot(record: dict, target: Path) -> Path:
+    """Horizontal bars: wall time (s) of each configuration, with its ratio to the stock predictor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = record["results"]
+    bars = [(label, results[key]["wall_s"]) for key, label in (
+        ("stock-cli", "stock nnUNetv2_predict_from_modelfolder"), ("stock-predictor", "stock nnUNetPredictor"),
+        ("ours-cli", "ours, spinal-lesion-seg predict")) if key in results]
+    bars += [(label, results["ours-serve"][key]["wall_s"]) for key, label in SERVE_LABELS.items()
+             if key in results.get("ours-serve", {})]
+    stock = results.get("stock-predictor", {}).get("wall_s")
+    figure, axes = plt.subplots(figsize=(9, 0.45 * len(bars) + 1.2))
+    axes.barh([label for label, _ in bars][::-1], [s for _, s in bars][::-1], color="#4c72b0")
+    for index, (_, seconds) in enumerate(bars[::-1]):
+        axes.text(seconds, index, f" {seconds:.1f} s" + (f" ({stock / seconds:.1f}x)" if stock else ""),
+                  va="center", fontsize=8)
+    axes.set_xlabel("wall time (s), lower is better")
+    axes.set_title(f"{record['model']} model, folds {record['folds']}, {record['device']} "
+                   f"({record['machine']['cpus']} cores), t2_ms whole image unless ROI", fontsize=9)
+    axes.set_xlim(0, max(s for _, s in bars) * 1.35)
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+    plt.close(figure)
+    return target
 
 
 def main() -> None:
@@ -216,6 +262,10 @@ def main() -> None:
             "speedup_vs_stock_predictor": round(stock / results["ours-serve"]["roi-second"]["wall_s"], 2),
             "speedup_full_image_second_job": round(stock / results["ours-serve"]["full-second"]["wall_s"], 2),
             "speedup_roi_cord_plus_10mm": round(stock / results["ours-serve"]["roi-cord10-second"]["wall_s"], 2),
+            **{f"speedup_{job}": round(stock / results["ours-serve"][job]["wall_s"], 2) for job in (
+                "full-bf16-second", "roi-bf16-second", "roi-cord10-bf16-second")},
+            "speedup_fast_preset_network_only": round(stock / results["ours-serve"]["fast-roi-cord10-bf16-fold0"][
+                "timings_s"]["predict_s"], 2),
         }
         if "stock-cli" in results:
             summary["speedup_vs_stock_cli"] = round(
@@ -223,13 +273,15 @@ def main() -> None:
     import torch
 
     record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input),
-              "roi_box_ijk": T2MS_CORD_BOX_IJK, "roi_cord_10mm_box_ijk": T2MS_CORD_10MM_BOX_IJK, "results": results, "summary": summary,
+              "roi_box_ijk": T2MS_CORD_BOX_IJK, "roi_cord_10mm_box_ijk": T2MS_CORD_10MM_BOX_IJK, "results": results,
+              "summary": summary,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
               "date": time.strftime("%Y-%m-%d")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"inference_{args.model}_{args.device}.json"
     target.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"figure {plot(record, ROOT / 'docs' / 'figures' / f'inference_{args.model}_{args.device}.png')}")
     print(json.dumps(summary, indent=2))
     print(f"wrote {target}")
     if args.work is None:

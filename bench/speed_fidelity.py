@@ -37,6 +37,8 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 PHANTOM_SEEDS = range(900_000, 900_004)
 GATE = {"dice_min": 0.98, "p9999_max": 0.02}
+#: The whole axial T2w (t2_ms) as the demo model's preprocessing resamples it (1 mm: z, y, x voxels).
+T2MS_PREPROCESSED_SHAPE = (142, 176, 219)
 
 
 def inputs() -> dict[str, sitk.Image]:
@@ -109,6 +111,30 @@ def tile_steps(model: object) -> dict:
     return rows
 
 
+def throughput(model: object) -> dict:
+    """This CPU's measured matrix-product throughput (GFLOP/s, 2048^3, fp32 and bf16) and the demo network's
+    GFLOP per forward (one patch, FlopCounterMode), to state what fraction of the hardware each path reaches."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def matmul(dtype: object, n: int = 2048, repeats: int = 5) -> float:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        return 2 * n ** 3 * repeats / (time.perf_counter() - started) / 1e9
+
+    patch = model.configuration_manager.patch_size
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.predictor.network(torch.randn(1, 1, *patch))
+    tiles = model.predictor._internal_get_sliding_window_slicers
+    return {"patch": list(patch), "gflop_per_forward": counter.get_total_flops() / 1e9,
+            "matmul_gflops": {"fp32": matmul(torch.float32), "bf16": matmul(torch.bfloat16)},
+            "tiles_per_fold_t2_ms_whole": len(tiles(T2MS_PREPROCESSED_SHAPE))}
+
+
 def whole_process(image: Path) -> dict:
     """``spinal-lesion-seg predict`` wall time (s), fp32 then bf16, each a fresh process."""
     times = {}
@@ -133,7 +159,7 @@ def main() -> None:
     record = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
               "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "model": "demo (folds 0, 1)", "gate": GATE,
-              "inputs": in_process(model), "tile_steps": tile_steps(model),
+              "throughput": throughput(model), "inputs": in_process(model), "tile_steps": tile_steps(model),
               "predict_process": whole_process(DATA / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz")}
     record["gate_passed_everywhere"] = all(row["gate_passed"] for row in record["inputs"].values())
     RESULTS.mkdir(exist_ok=True)

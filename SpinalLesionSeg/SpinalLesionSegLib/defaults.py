@@ -34,7 +34,7 @@ DEVICE = "auto"
 DEVICE_CHOICES: tuple[str, ...] = (DEVICE, "cuda", "mps", "cpu")
 
 #: The network's arithmetic (:mod:`.inference.precision`): fp32 on the command line (results equal stock nnU-Net's
-#: on the CPU), auto in the Slicer panel (bf16 where the hardware has it and the fidelity gate passed: speed).
+#: on the CPU), auto in the Slicer panel (bf16 on a CPU with native bf16, fp16 on a CUDA GPU: speed).
 PRECISION = "fp32"
 PANEL_PRECISION = "auto"
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")

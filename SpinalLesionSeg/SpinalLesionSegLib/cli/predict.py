@@ -53,8 +53,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=defaults.PRECISION, choices=defaults.PRECISION_CHOICES,
                         help=f"the network's arithmetic (default {defaults.PRECISION}: on the CPU the same numbers as "
                         "stock nnU-Net); bf16/fp16 run it in 16 bits under torch.autocast, faster where the "
-                        "hardware has them; auto: bf16 where the hardware has native bf16 and the fidelity gate "
-                        "passed, else fp32 (the sidecar records the choice)")
+                        "hardware has them; auto: bf16 on a CPU with native bf16, fp16 on a CUDA GPU with tensor "
+                        "cores, else fp32 (the sidecar records the choice)")
     parser.add_argument("--tile-step", type=_tile_step, default=defaults.TILE_STEP, metavar="STEP",
                         help=f"sliding-window step as a fraction of the patch (default {defaults.TILE_STEP:g}, as "
                         "nnU-Net and SCT; up to 1: fewer tiles, faster, less averaging at tile borders)")

@@ -2,10 +2,11 @@
 
 ``fp32`` runs the network in float32 (on the CPU exactly stock nnU-Net's arithmetic); ``bf16`` and ``fp16`` run it
 under ``torch.autocast`` (convolutions and matrix products in 16 bits, normalisations and the sliding window's sums
-as torch and nnU-Net keep them); on a CUDA GPU stock nnU-Net itself autocasts to fp16. ``auto`` picks bf16 where
-the hardware has native bf16 arithmetic (a CPU with AVX-512 BF16 or AMX, read from ``/proc/cpuinfo``; a CUDA GPU
-that supports bf16) and where the fidelity gate passed on that kind of device (``docs/performance.md``), else fp32.
-The choice and its reason go into the sidecar.
+as torch and nnU-Net keep them); on a CUDA GPU stock nnU-Net itself autocasts to fp16. ``auto`` picks, where the
+fidelity gate passed (``docs/performance.md``, ``bench/speed_fidelity.py``, ``bench/gpu_network.py``): bf16 on a
+CPU with native bf16 arithmetic (AVX-512 BF16 or AMX, read from ``/proc/cpuinfo``; emulated bf16 is slower than
+fp32), fp16 on a CUDA GPU with tensor cores (stock nnU-Net's GPU arithmetic; on an H200 it was faster than bf16 and
+nearer fp32), fp32 elsewhere. The choice and its reason go into the sidecar.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ FP32, BF16, FP16, AUTO = "fp32", "bf16", "fp16", "auto"
 PRECISIONS = PRECISION_CHOICES
 #: CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic: without them torch emulates bf16, slower than fp32.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-#: Device types on which the fidelity gate passed for bf16 (bench/speed_fidelity.py): ``auto`` may pick bf16
-#: only there.
-GATE_PASSED = ("cpu",)
 
 
 @dataclass(frozen=True)
@@ -60,17 +58,17 @@ def choose_precision(requested: str, device: Any, torch: Any) -> PrecisionChoice
     if requested != AUTO:
         return PrecisionChoice(requested, "requested")
     if device.type == "cuda":
-        native = bool(torch.cuda.is_bf16_supported())
-        hardware = "this GPU supports bf16" if native else "this GPU has no bf16"
-    elif device.type == "cpu":
-        native = cpu_has_native_bf16()
-        hardware = "this CPU has native bf16 (AVX-512 BF16/AMX)" if native else "this CPU has no native bf16"
-    else:
-        native, hardware = False, f"no bf16 path measured on {device.type}"
-    if native and device.type in GATE_PASSED:
-        return PrecisionChoice(BF16, f"auto: {hardware}; fidelity gate passed on {device.type}")
-    gate = "" if device.type in GATE_PASSED else f"; fidelity gate not passed on {device.type}"
-    return PrecisionChoice(FP32, f"auto: {hardware}{gate}")
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 7:  # tensor cores
+            return PrecisionChoice(FP16, f"auto: this GPU (sm {major}.{minor}) has fp16 tensor cores; fp16 is stock "
+                                         "nnU-Net's GPU arithmetic, measured faster than bf16 and nearer fp32")
+        return PrecisionChoice(FP32, f"auto: this GPU (sm {major}.{minor}) has no tensor cores")
+    if device.type == "cpu":
+        if cpu_has_native_bf16():
+            return PrecisionChoice(BF16, "auto: this CPU has native bf16 (AVX-512 BF16/AMX); fidelity gate passed "
+                                         "on the CPU")
+        return PrecisionChoice(FP32, "auto: this CPU has no native bf16 (emulated bf16 is slower than fp32)")
+    return PrecisionChoice(FP32, f"auto: no 16-bit path measured on {device.type}")
 
 
 def autocast(choice: PrecisionChoice, device: Any, torch: Any) -> Any:

@@ -110,9 +110,11 @@ class LoadedModel:
         self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
         self.channel_names = model_channels(self.dataset_json)
         network = self._build_network(parameters[0])
-        self.fold_parameters = dict(zip(self.checkpoints, parameters))
+        # Every fold's weights stay on the device: a fold switch is a copy on the GPU, never a host transfer.
+        self.fold_parameters = {fold: {name: tensor.to(self.device.device) for name, tensor in weights.items()}
+                                for fold, weights in zip(self.checkpoints, parameters)}
         self.lesion_channel, self.cord_channel = self._output_channels()
-        self.predictor = self._make_predictor(network, parameters, loaded.mirroring_axes)
+        self.predictor = self._make_predictor(network, list(self.fold_parameters.values()), loaded.mirroring_axes)
         self._torch = torch
         self.load_seconds = time.perf_counter() - started
 
