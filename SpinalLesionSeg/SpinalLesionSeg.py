@@ -78,6 +78,7 @@ class SpinalLesionSegParameterNode:
     device: Annotated[str, Choice(list(defaults.DEVICE_CHOICES))] = defaults.DEVICE
     folds: str = ""
     tta: bool = False
+    fast: bool = False
     precision: Annotated[str, Choice(list(defaults.PRECISION_CHOICES))] = defaults.PANEL_PRECISION
     dropOutsideCord: bool = False
     roiNode: Union[vtkMRMLMarkupsROINode, vtkMRMLSegmentationNode, None]
@@ -120,13 +121,12 @@ class SpinalLesionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 (self.ui.cancelButton, self.onCancelButton), (self.ui.installModelButton, self.onInstallModelButton),
                 (self.ui.installFromFileButton, self.onInstallFromFileButton),
                 (self.ui.installDependenciesButton, self.onInstallDependenciesButton),
-                (self.ui.correctButton, self.onCorrectButton),
                 (self.ui.rejectLesionButton, lambda: self._reviewStep(self.logic.reject_lesion, lesions)),
                 (self.ui.acceptLesionButton, lambda: self._reviewStep(self.logic.accept_lesion, lesions)),
                 (self.ui.undoReviewButton, lambda: self._reviewStep(self.logic.undo)),
                 (self.ui.addCandidateButton, lambda: self._reviewStep(self.logic.add_candidate, candidates)),
                 (self.ui.computeStatisticsButton, self.onComputeStatisticsButton),
-                (self.ui.exportButton, self.onExportButton)):
+                (self.ui.correctButton, self.onCorrectButton), (self.ui.exportButton, self.onExportButton)):
             button.connect("clicked(bool)", handler)
         # tracking is off in the .ui: valueIsChanging while dragging (preview), valueChanged once at release.
         self.ui.thresholdSliderWidget.connect("valueIsChanging(double)", self.onThresholdDragged)

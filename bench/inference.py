@@ -198,7 +198,8 @@ SERVE_LABELS = {"full-second": "ours, worker, whole image, fp32", "roi-second": 
                 "roi-cord10-second": "ours, worker, cord + 10 mm, fp32",
                 "full-bf16-second": "ours, worker, whole image, bf16",
                 "roi-bf16-second": "ours, worker, generous ROI, bf16",
-                "roi-cord10-bf16-second": "ours, worker, cord + 10 mm, bf16 (panel default)"}
+                "roi-cord10-bf16-second": "ours, worker, cord + 10 mm, bf16 (panel default)",
+                "fast-roi-cord10-bf16-fold0": "ours, worker, fast preset: fold 0, cord + 10 mm, bf16"}
 
 
 def plot(record: dict, target: Path) -> Path:

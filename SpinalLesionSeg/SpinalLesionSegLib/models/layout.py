@@ -73,6 +73,11 @@ def _checkpoints(folder: Path) -> dict[Fold, Path]:
     return dict(sorted(found.items(), key=lambda item: (1, 0) if item[0] == "all" else (0, int(item[0]))))
 
 
+def numbered_folds(folder: Path) -> list[int]:
+    """The numbered folds of a trainer folder that have a checkpoint, sorted ("all" left out)."""
+    return [int(fold) for fold in _checkpoints(folder) if fold != "all"]
+
+
 def _normalised_labels(labels: Any) -> Any:
     """dataset.json labels with lists as tuples, to compare with a manifest."""
     if isinstance(labels, Mapping):

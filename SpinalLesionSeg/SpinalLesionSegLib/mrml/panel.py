@@ -7,10 +7,11 @@ widget, which gets positions (RAS mm) and nodes back from these methods.
 
 ``p``, the panel's parameters, is the module's parameter node (``SpinalLesionSegParameterNode``) or any object with
 the same attributes: ``inputVolume``, ``contrast``, ``model``, ``device``, ``folds`` (text such as "0 1"), ``tta``,
-``roiNode`` (markups ROI or a cord segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty
-for the default), ``threshold``, ``softMap``, ``segmentation``, ``levelsNode``, ``precision`` (the network's
-arithmetic, :mod:`..inference.precision`; "auto" when absent) and ``dropOutsideCord`` (drop the lesions outside the
-dilated cord instead of flagging them, :mod:`..analysis.outside_cord`; false when absent).
+``fast`` (the first fold only when ``folds`` is empty, :mod:`.folds`), ``roiNode`` (markups ROI or a cord
+segmentation), ``roiMarginMm``, ``pythonPath`` (an interpreter with torch, empty for the default), ``threshold``,
+``softMap``, ``segmentation``, ``levelsNode``, ``precision`` (the network's arithmetic, :mod:`..inference.precision`;
+"auto" when absent) and ``dropOutsideCord`` (drop the lesions outside the dilated cord instead of flagging them,
+:mod:`..analysis.outside_cord`; false when absent).
 ``roiAuto`` ("Crop to cord: automatic") has the worker find the cord first (:mod:`..inference.cord_stage`: the
 model's own cord, else the cord model ``cordModel``, absent or empty for the registry's default; only scripts set
 it); the ROI node is then not used (the panel disables its selector; the summary says so) and the cord found is the
@@ -51,6 +52,7 @@ from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..outputs import writable_folder
 from ..plausibility import contrast_conflict
 from ..validation import validate_image
+from .folds import job_folds
 from .nodes import (image_from_volume_node, labelmap_from_segmentation, read_point_list, read_volume_node,
                     scalar_volumes)
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
@@ -129,7 +131,8 @@ class PanelLogic(ReviewSteps):
                                      "finds the cord itself")
         roi_mask, roi_box = (None, None) if roi_auto else self._roi(p)
         return Job(inputs=inputs, channels=channels, output_dir=str(self.work_path("output")), model=p.model,
-                   device=p.device, folds=_parse_folds(p.folds), tta=bool(p.tta), contrast=contrast,
+                   device=p.device, folds=job_folds(p.folds, bool(getattr(p, "fast", False)), p.model),
+                   tta=bool(p.tta), contrast=contrast,
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
                    roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
                    roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None,
@@ -382,13 +385,3 @@ def _checked_image(volume: slicer.vtkMRMLScalarVolumeNode | None) -> sitk.Image:
     image = image_from_volume_node(volume)
     validate_image(image, volume.GetName())
     return image
-
-
-def _parse_folds(text: str) -> list[int] | None:
-    """Fold numbers from the panel's text ("0 1 2" or "0,1"); None (every fold) when empty."""
-    if not text.strip():
-        return None
-    try:
-        return [int(fold) for fold in text.replace(",", " ").split()]
-    except ValueError:
-        raise InputError(None, f"folds must be numbers such as '0 1 2', got {text!r}") from None
