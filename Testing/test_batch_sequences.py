@@ -55,10 +55,17 @@ def test_grouping_by_suffix_prefix_and_policy() -> None:
                                     ["T2w", "STIR"])
     assert cases[0].matches("sub-01_stir") and not cases[0].matches("sub-03")
     refused, notes = group_sequences(images, CHANNELS, 1, "refuse", "m")
-    assert [case.stem for case in refused] == ["sub-01_stir", "sub-02_ses-01_acq-sag_STIR",
-                                               "sub-02_ses-01_acq-sag_STIR"]  # named after the reference (STIR)
-    assert notes == ["sub-03/anat: sub-03_STIR.nii.gz has no T2w beside it (model m needs every sequence: T2w, STIR)"]
+    assert [case.stem for case in refused] == ["sub-01_stir"]  # named after the reference (STIR)
+    assert notes == ["sub-03/anat: sub-03_STIR.nii.gz has no T2w beside it (model m needs every sequence: T2w, STIR)",
+                     "sub-02/ses-01/anat: sub-02_ses-01_acq-sag_STIR.nii.gz pairs with several images of another "
+                     "sequence (one case per image of the reference sequence): choose with --suffix or --exclude"]
     assert all(isinstance(case, SequenceCase) for case in refused)
+    shared = [_image(p) for p in ("sub-04/anat/sub-04_T2w.nii.gz", "sub-04/anat/sub-04_acq-sag_STIR.nii.gz",
+                                  "sub-04/anat/sub-04_acq-ax_STIR.nii.gz")]
+    cases, notes = group_sequences(shared, CHANNELS, 0, "impute", "m")  # both pairings would be named sub-04_T2w
+    assert cases == [] and notes == ["sub-04/anat: sub-04_T2w.nii.gz pairs with several images of another sequence "
+                                     "(one case per image of the reference sequence): choose with --suffix or "
+                                     "--exclude"]
 
 
 @pytest.fixture(scope="module")

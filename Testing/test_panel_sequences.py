@@ -58,6 +58,8 @@ def test_a_choice_the_model_cannot_run_is_one_line(mrml_scene, exam) -> None:
         SequenceChoice(strict, {"T2w": t2, "STIR": None}).present()
     with pytest.raises(InputError, match="chosen for two sequences"):
         SequenceChoice(strict, {"T2w": t2, "STIR": t2}).present()
+    namesake = volume_node_from_image(mrml_scene, exam["stir"].image, "sub-01_T2w")  # another volume, same name
+    assert len(SequenceChoice(strict, {"T2w": t2, "STIR": namesake}).present()) == 2
     with pytest.raises(InputError, match="^no volume chosen for model m's sequences"):
         SequenceChoice(strict, {}).present()
     assert SequenceChoice(ModelSequences("m", ("T2w", "STIR"), 0, "zeros"), {"STIR": t2}).reference_volume() is t2

@@ -4,7 +4,8 @@ For a model with several input channels (``dataset.json`` ``channel_names``: T2w
 ``sub-XX/[ses-YY/]anat`` folder whose BIDS suffix names a channel make one case, matched as ``predict --input``
 names are (:func:`..inference.channels.same_channel`: case-insensitive, ``T2*w`` = ``T2starw``). When a folder holds
 several images of one sequence (``acq-sag_T2w`` and ``acq-ax_T2w``), its images are grouped by the rest of their
-names (the entities before the suffix), and a sequence with one image in the folder joins every group. A case is
+names (the entities before the suffix), and a sequence with one image in the folder joins every group (not the
+reference sequence's: the cases would share its name, so they are left out with a note). A case is
 named after its reference sequence's image (the manifest's ``reference_channel``; the first sequence present when
 that one is missing), as ``predict`` names its outputs. A sequence without an image is left missing when the
 model's policy allows it (:data:`..inference.channels.POLICIES`); otherwise the case is left out with a one-line
@@ -13,7 +14,7 @@ note. Resume (:mod:`.plan`) compares the sha256 of every image of a case (:func:
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,17 @@ def group_sequences(images: Sequence[BidsImage], channels: Sequence[str], refere
                              f"needs every sequence: {', '.join(contrast_label(c) for c in channels)})")
                 continue
             cases.append(_case(group, channels[reference]))
-    return cases, notes
+    return _unique_names(cases, notes)
+
+
+def _unique_names(cases: list[SequenceCase], notes: list[str]) -> tuple[list[SequenceCase], list[str]]:
+    """The cases whose name (their outputs') no other case has; the others left out with a note: a reference
+    image that pairs with several images of another sequence would have every pairing write the same files."""
+    counts = Counter(case.stem for case in cases)
+    for case in {case.stem: case for case in cases if counts[case.stem] > 1}.values():
+        notes.append(f"{case.folder.as_posix()}: {case.relative.name} pairs with several images of another "
+                     "sequence (one case per image of the reference sequence): choose with --suffix or --exclude")
+    return [case for case in cases if counts[case.stem] == 1], notes
 
 
 def _prefix(image: BidsImage) -> str:

@@ -73,7 +73,8 @@ class BatchSession:
         self.part = split_part(self.candidates, num_parts, part_id)
         if not self.part:
             what = f"no image with suffix {', '.join(suffixes or trained_on or ['(any)'])}"
-            raise InputError(self.root, f"{what} is selected: nothing to do")
+            left_out = f" (left out: {self.skipped[0]}{f'; {len(self.skipped) - 1} more' * (len(self.skipped) > 1)})"
+            raise InputError(self.root, f"{what} is selected: nothing to do{left_out * bool(self.skipped)}")
         return self.part
 
     def _sequence_cases(self, images: list[BidsImage], channels: list[str]) -> list[BidsImage]:

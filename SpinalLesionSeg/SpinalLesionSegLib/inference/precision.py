@@ -76,4 +76,8 @@ def autocast(choice: PrecisionChoice, device: Any, torch: Any) -> Any:
     off on CUDA, where nnU-Net would otherwise switch it on)."""
     if choice.name == FP32:
         return torch.autocast(device.type, enabled=False) if device.type == "cuda" else contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if choice.name == BF16 else torch.float16)
+    try:
+        return torch.autocast(device.type, dtype=torch.bfloat16 if choice.name == BF16 else torch.float16)
+    except (RuntimeError, ValueError) as error:  # e.g. bf16 on a GPU without it, a device autocast does not know
+        raise InputError(None, f"precision {choice.name} is not available on {device.type} here ({error}); use "
+                               "--precision fp32 or auto") from None

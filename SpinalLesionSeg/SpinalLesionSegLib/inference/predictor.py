@@ -303,11 +303,14 @@ class LoadedModel:
             window = [slice(w.start + r.start, w.stop + r.start) for w, r in zip(window, revert[1:])]
             slicers = [tile for tile in slicers if all(t.start < w.stop and w.start < t.stop
                                                        for t, w in zip(tile[1:], window))]
+        on_device = predictor.perform_everything_on_device
         with autocast(self.precision, self.device.device, self._torch):
             try:
-                logits = predictor._internal_predict_sliding_window_return_logits(
-                    data, slicers, predictor.perform_everything_on_device)
-            except RuntimeError:  # out of GPU memory: sums on the CPU, as nnunetv2 falls back
+                logits = predictor._internal_predict_sliding_window_return_logits(data, slicers, on_device)
+            except self._torch.cuda.OutOfMemoryError:
+                if not on_device:
+                    raise
+                self._torch.cuda.empty_cache()  # sums on the CPU instead, as nnunetv2 falls back
                 logits = predictor._internal_predict_sliding_window_return_logits(data, slicers, False)
         logits = logits[(slice(None), *revert[1:])].to("cpu")
         if window is None:

@@ -44,7 +44,8 @@ class Emitter:
 
 
 class Worker:
-    """Runs jobs; caches loaded models by (model, folds, device, tta)."""
+    """Runs jobs; caches loaded models by (model, folds, device, tta), one entry per model and device (a GPU holds
+    every fold's weights of the entry, :class:`.predictor.LoadedModel`)."""
 
     def __init__(self, emit: Emitter) -> None:
         self.emit = emit
@@ -57,6 +58,8 @@ class Worker:
         if key in self.models:
             self.emit(Log(f"model {job.model} already loaded", id=job.id))
             return (*self.models[key], 0.0)
+        for other in [k for k in self.models if k[0] == key[0] and k[2] == key[2]]:
+            del self.models[other]  # other folds or TTA of this model: one weight set per model and device in memory
         self.emit(Progress("load model", 0.0, id=job.id))
         loaded, info = load_model(job.model, folds=key[1], device=job.device, tta=job.tta)
         self.emit(Log(f"device: {loaded.device.name} ({loaded.device.reason})", id=job.id))

@@ -64,9 +64,9 @@ class SequenceChoice:
         if missing and not spec.may_miss:
             raise InputError(None, f"no volume chosen for {', '.join(missing)}: model {spec.model} needs every "
                                    "sequence")
-        names = [volume.GetName() for _, volume in chosen]
-        if doubled := next((name for name in names if names.count(name) > 1), None):
-            raise InputError(None, f"the volume {doubled!r} is chosen for two sequences")
+        ids = [volume.GetID() for _, volume in chosen]
+        if doubled := next((volume for _, volume in chosen if ids.count(volume.GetID()) > 1), None):
+            raise InputError(None, f"the volume {doubled.GetName()!r} is chosen for two sequences")
         return chosen
 
     def reference_volume(self) -> slicer.vtkMRMLScalarVolumeNode:
