@@ -351,10 +351,12 @@ def test_readme_tells_the_maintainer_the_repository_topic() -> None:
     assert "`3d-slicer-extension`" in publishing and f"github.com/{REPOSITORY}" in publishing
 
 
-def test_user_guide_figures_exist_and_are_small() -> None:
+def test_doc_figures_exist_and_are_small() -> None:
+    """The figures the user guide and the performance page show (benchmark plots: bench/*.py)."""
     guide = (REPO_ROOT / "docs" / "user-guide.md").read_text()
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", guide)
-    assert links, "the user guide shows no figure"
+    assert re.findall(r"!\[[^\]]*\]\(([^)]+)\)", guide), "the user guide shows no figure"
+    pages = guide + (REPO_ROOT / "docs" / "performance.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", pages)
     figures = REPO_ROOT / "docs" / "figures"
     for link in links:
         path = (REPO_ROOT / "docs" / link).resolve()
