@@ -49,6 +49,8 @@ def test_prefill_from_names_and_series_descriptions(mrml_scene, exam) -> None:
     assert prefill(sequences, volumes).volumes == {"T2w": t2, "STIR": None}
     choice = prefill(sequences, volumes, {other.GetID(): "sag STIR_TI 180"})
     assert choice.volumes == {"T2w": t2, "STIR": other} and choice.reference_volume() is t2
+    # a volume loaded later is matched alone (the selectors' nodeAdded): it names STIR, not T2w
+    assert prefill(sequences, [other], {other.GetID(): "sag STIR"}).volumes == {"T2w": None, "STIR": other}
 
 
 def test_a_choice_the_model_cannot_run_is_one_line(mrml_scene, exam) -> None:

@@ -1,11 +1,11 @@
 """The panel's per-sequence volume selectors (Slicer's PythonQt ``qt``; imported only by the module file).
 
 When the chosen model has several input channels (T2w + STIR...), the Inputs section gets one volume selector per
-sequence, pre-filled from the volumes' names and DICOM series descriptions, offering "missing" where the model's
-policy allows a sequence to be left out. The choice is the logic's ``sequence_choice``
-(:mod:`.sequence_inputs`, tested headless), which the run turns into a multi-sequence job; the input volume follows
-the reference sequence's volume, so the results, levels and statistics are on its grid. A one-input model removes
-the rows and gives the input volume selector back.
+sequence, pre-filled from the volumes' names and DICOM series descriptions (also for volumes loaded later, into an
+empty selector), offering "missing" where the model's policy allows a sequence to be left out. The choice is the
+logic's ``sequence_choice`` (:mod:`.sequence_inputs`, tested headless), which the run turns into a multi-sequence
+job; the input volume follows the reference sequence's volume, so the results, levels and statistics are on its
+grid. A one-input model removes the rows and gives the input volume selector back.
 
 Built in code rather than in the .ui (the number of rows is the model's), so the module file binds it in one line.
 """
@@ -62,9 +62,18 @@ class SequenceRows(PanelSection):
             choice.volumes[channel] = selector.currentNode()
             selector.connect("currentNodeChanged(vtkMRMLNode*)",
                              lambda node, channel=channel: self.onVolumeChanged(choice, channel, node))
+            selector.connect("nodeAdded(vtkMRMLNode*)", lambda node, channel=channel, selector=selector:
+                             self.onVolumeAdded(choice, channel, selector, node))
             self.selectors.append(selector)
         self.logic.sequence_choice = choice
         self.onVolumeChanged(choice, None, None)
+
+    def onVolumeAdded(self, choice: SequenceChoice, channel: str, selector: Any, node: Any) -> None:
+        """A volume loaded after the model was chosen fills its sequence's selector when that one is empty and the
+        volume's name or series description names the sequence (as the pre-fill does)."""
+        found = prefill(choice.sequences, [node], {node.GetID(): self.logic.seriesDescription(node)})
+        if selector.currentNode() is None and found.volumes[channel] is node:
+            selector.setCurrentNode(node)
 
     def onVolumeChanged(self, choice: SequenceChoice, channel: str | None, node: Any) -> None:
         """Record a selector's volume; the input volume follows the reference sequence's."""
