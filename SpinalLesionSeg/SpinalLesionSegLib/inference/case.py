@@ -229,7 +229,7 @@ def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[
     stage, lesion_report = None, _scaled(report, 0.0, WRITE_FRACTION)
     if source == "cord model":
         stage = run_cord_model(job.cord_model, job.device, model.name, images[0],
-                               _scaled(report, 0.0, CORD_FRACTION, "cord: "))
+                               _scaled(report, 0.0, CORD_FRACTION, "cord: "), job.precision)
         lesion_report = _scaled(report, CORD_FRACTION, WRITE_FRACTION)
     roi = _case_roi(job, info, model, images[0], warnings, stage.cord if stage else None)
     if model.task == "cord":

@@ -35,6 +35,7 @@ from ..analysis.lesions import label_components
 from ..errors import InputError
 from ..image_io import write_image
 from ..models import manifests, registry
+from .precision import FP32
 from .predictor import LoadedModel, Prediction, Progress
 from .predictor_steps import quiet
 from .roi import Box, box_from_block, case_roi, crop_margins_mm, roi_mask
@@ -167,16 +168,18 @@ def load_cord_model(name: str | None, device: str, lesion_model: str) -> LoadedM
 
 
 def run_cord_model(name: str | None, device: str, lesion_model: str, image: sitk.Image,
-                   progress: Progress) -> CordStage:
-    """Run the cord model on ``image`` (the case's first input) as SCT runs it; the cord and its record."""
+                   progress: Progress, precision: str = FP32) -> CordStage:
+    """Run the cord model on ``image`` (the case's first input) as SCT runs it, in the job's ``precision``; the cord
+    and its record."""
     started = time.perf_counter()
     model = load_cord_model(name, device, lesion_model)
     roi = cord_model_roi(model, image, None)
-    prediction = largest_cord(model.predict(image, roi=roi, progress=progress))
+    prediction = largest_cord(model.predict(image, roi=roi, progress=progress, precision=precision))
     cord = _non_empty(prediction.cord, f"the cord model {model.name}")
     return CordStage(cord, {"source": "cord model", "model": model.name, "release": model.resolved.release,
                             "fingerprint": model.resolved.fingerprint, "folds": model.folds,
-                            "crop": roi.as_dict() if roi else None, "seconds": round(time.perf_counter() - started, 3)})
+                            "crop": roi.as_dict() if roi else None, "seconds": round(time.perf_counter() - started, 3),
+                            "precision": prediction.precision.name if prediction.precision else None})
 
 
 def own_cord_roi(prediction: Prediction, image: sitk.Image, margin_mm: float, model: LoadedModel
