@@ -73,8 +73,11 @@ class BatchSession:
         self.part = split_part(self.candidates, num_parts, part_id)
         if not self.part:
             what = f"no image with suffix {', '.join(suffixes or trained_on or ['(any)'])}"
-            left_out = f" (left out: {self.skipped[0]}{f'; {len(self.skipped) - 1} more' * (len(self.skipped) > 1)})"
-            raise InputError(self.root, f"{what} is selected: nothing to do{left_out * bool(self.skipped)}")
+            why = ""
+            if self.skipped:  # exams left out: say why, or the user sees only that nothing was selected
+                more = f"; {len(self.skipped) - 1} more" if len(self.skipped) > 1 else ""
+                why = f" (left out: {self.skipped[0]}{more})"
+            raise InputError(self.root, f"{what} is selected: nothing to do{why}")
         return self.part
 
     def _sequence_cases(self, images: list[BidsImage], channels: list[str]) -> list[BidsImage]:
@@ -89,7 +92,7 @@ class BatchSession:
         cases, notes = group_sequences(images, channels, info["reference_channel"], info["missing_sequences"],
                                        self.model.name)
         self.skipped += notes
-        return list(cases)
+        return cases
 
     def plan(self, images: Sequence[BidsImage], template: dict[str, Any], roi_label: str | None,
              overwrite: bool, dry_run: bool = False) -> list[Decision]:
