@@ -9,8 +9,14 @@ Configurations (each in its own process, so wall time includes what a user waits
 * ``ours-serve``       -- one persistent worker (``--serve``) given these jobs: whole image (first job: process
   start and model loading included), whole image again (model already loaded), the generous ROI, the cord + 10 mm
   ROI (the panel's default margin), then the same three in bf16 (``--precision bf16``; the panel's ``auto`` on a
-  CPU with native bf16: its interactive default is the cord + 10 mm ROI in bf16), and the fast preset (first fold
-  only, cord + 10 mm, bf16; it loads its model, so its network time is the figure to read).
+  CPU with native bf16: its interactive default is the cord + 10 mm ROI in bf16), the cord + 10 mm ROI in bf16 with
+  tiles centred on it (``--roi-tiles centred``), and the fast preset (the panel's *Fast*: first fold only,
+  cord + 10 mm, bf16, centred tiles; it loads its model, so its network time is the figure to read);
+* ``ours-interactive`` -- the fast preset alone in a fresh worker process: its wall time and its own peak memory.
+
+Each worker result is compared with the whole-image fp32 result of the same folds (``full-second``) inside its ROI:
+soft-map difference (max, 99.99th percentile), mask Dice and whether the lesions agree (every lesion of each mask
+overlaps one of the other's). The fast preset is compared with that all-folds result too.
 
 All use the same folds, tile step 0.5, Gaussian weighting, no test-time mirroring, and the same device.
 Models: ``demo`` (bundled) and ``resenc-l``, a network with the ``lesion_ms`` architecture (nnU-Net ResEnc-L,
@@ -151,6 +157,23 @@ def run_ours_cli(model: Path, image: Path, folds: list[int], device: str, work: 
     return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def fast_job(model: Path, image: Path, folds: list[int], device: str, out: Path) -> object:
+    """The panel's fast preset: the first fold, cord + 10 mm, bf16, tiles centred on the ROI."""
+    from SpinalLesionSegLib.inference.protocol import Job
+
+    return Job(inputs=[str(image)], model=str(model), device=device, folds=folds[:1],
+               id="fast-roi-cord10-bf16-fold0", output_dir=str(out), precision="bf16", roi_tiles="centred",
+               roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))
+
+
+def run_ours_interactive(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    """The fast preset alone in a fresh worker process (model loading included): wall time and peak memory."""
+    job = work / "interactive.json"
+    job.write_text(fast_job(model, image, folds, device, work / "interactive").to_json())
+    return timed_process([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", str(job)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
     """Jobs to one persistent worker; wall time of each job as the client sees it."""
     from SpinalLesionSegLib.inference.protocol import Error, Job, Result, message_from_json
@@ -166,9 +189,9 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
                 roi_box=roi_box(image)),
             Job(**base, id="roi-cord10-bf16-second", output_dir=str(work / "serve7"), precision="bf16",
                 roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
-            # the fast preset: the first fold only (a model load of its own: its network time is what to read)
-            Job(**{**base, "folds": folds[:1]}, id="fast-roi-cord10-bf16-fold0", output_dir=str(work / "serve8"),
-                precision="bf16", roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
+            Job(**base, id="roi-cord10-bf16-centred-second", output_dir=str(work / "serve9"), precision="bf16",
+                roi_tiles="centred", roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
+            fast_job(model, image, folds, device, work / "serve8")]
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -199,7 +222,38 @@ SERVE_LABELS = {"full-second": "ours, worker, whole image, fp32", "roi-second": 
                 "full-bf16-second": "ours, worker, whole image, bf16",
                 "roi-bf16-second": "ours, worker, generous ROI, bf16",
                 "roi-cord10-bf16-second": "ours, worker, cord + 10 mm, bf16 (panel default)",
-                "fast-roi-cord10-bf16-fold0": "ours, worker, fast preset: fold 0, cord + 10 mm, bf16"}
+                "roi-cord10-bf16-centred-second": "ours, worker, cord + 10 mm, bf16, centred tiles",
+                "fast-roi-cord10-bf16-fold0": "ours, worker, fast preset: fold 0, cord + 10 mm, bf16, centred"}
+SERVE_DIRS = {"full-second": "serve2", "roi-second": "serve3", "roi-cord10-second": "serve4",
+              "full-bf16-second": "serve5", "roi-bf16-second": "serve6", "roi-cord10-bf16-second": "serve7",
+              "fast-roi-cord10-bf16-fold0": "serve8", "roi-cord10-bf16-centred-second": "serve9"}
+
+
+def fidelity(work: Path, image: Path) -> dict:
+    """Each worker job's soft map and mask against the whole-image fp32 job's, inside the job's ROI."""
+    from speed_fidelity import lesions_agree
+
+    from SpinalLesionSegLib.inference.roi import box_from_corners, roi_mask
+
+    def read(folder: str, role: str) -> np.ndarray:
+        (path,) = (work / folder).glob(f"*_lesion_{role}.nii.gz")
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+    reference = sitk.ReadImage(str(image))
+    soft_ref, mask_ref = read("serve2", "soft").astype(np.float64), read("serve2", "seg") > 0
+    rows = {}
+    for job, folder in SERVE_DIRS.items():
+        box = {"roi": T2MS_CORD_BOX_IJK, "cord10": T2MS_CORD_10MM_BOX_IJK}.get(
+            "cord10" if "cord10" in job else "roi" if "roi" in job else "", None)
+        ras = roi_box(image, box) if box else None
+        inside = (roi_mask(reference, box_from_corners(ras.ras_min_mm, ras.ras_max_mm)) if ras
+                  else np.ones(soft_ref.shape, bool))
+        diff = np.abs(read(folder, "soft") - soft_ref)[inside]
+        a, b = mask_ref & inside, (read(folder, "seg") > 0) & inside
+        rows[job] = {"soft_abs_diff_max": float(diff.max()), "soft_abs_diff_p99.99": float(np.percentile(diff, 99.99)),
+                     "dice": 1.0 if not (a.any() or b.any()) else float(2 * (a & b).sum() / (a.sum() + b.sum())),
+                     "lesion_voxels": [int(a.sum()), int(b.sum())], "same_lesions": lesions_agree(a, b)}
+    return rows
 
 
 def plot(record: dict, target: Path) -> Path:
@@ -212,7 +266,8 @@ def plot(record: dict, target: Path) -> Path:
     results = record["results"]
     bars = [(label, results[key]["wall_s"]) for key, label in (
         ("stock-cli", "stock nnUNetv2_predict_from_modelfolder"), ("stock-predictor", "stock nnUNetPredictor"),
-        ("ours-cli", "ours, spinal-lesion-seg predict")) if key in results]
+        ("ours-cli", "ours, spinal-lesion-seg predict"),
+        ("ours-interactive", "ours, fast preset, fresh worker process")) if key in results]
     bars += [(label, results["ours-serve"][key]["wall_s"]) for key, label in SERVE_LABELS.items()
              if key in results.get("ours-serve", {})]
     stock = results.get("stock-predictor", {}).get("wall_s")
@@ -238,7 +293,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--work", type=Path, help="keep outputs here (default: a temporary folder)")
-    parser.add_argument("--configs", nargs="+", default=["stock-cli", "stock-predictor", "ours-cli", "ours-serve"])
+    parser.add_argument("--configs", nargs="+",
+                        default=["stock-cli", "stock-predictor", "ours-cli", "ours-serve", "ours-interactive"])
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="sls-bench-"))
@@ -248,7 +304,7 @@ def main() -> None:
         folds = args.folds or [0]
         model = resenc_l_folder(work / "resenc-l", folds)
     runners = {"stock-cli": run_stock_cli, "stock-predictor": run_stock_predictor, "ours-cli": run_ours_cli,
-               "ours-serve": run_ours_serve}
+               "ours-serve": run_ours_serve, "ours-interactive": run_ours_interactive}
     results = {}
     for name in args.configs:
         print(f"{name} ...", flush=True)
@@ -265,12 +321,17 @@ def main() -> None:
             "speedup_full_image_second_job": round(stock / results["ours-serve"]["full-second"]["wall_s"], 2),
             "speedup_roi_cord_plus_10mm": round(stock / results["ours-serve"]["roi-cord10-second"]["wall_s"], 2),
             **{f"speedup_{job}": round(stock / results["ours-serve"][job]["wall_s"], 2) for job in (
-                "full-bf16-second", "roi-bf16-second", "roi-cord10-bf16-second")},
+                "full-bf16-second", "roi-bf16-second", "roi-cord10-bf16-second", "roi-cord10-bf16-centred-second")},
             "speedup_fast_preset": round(stock / results["ours-serve"]["fast-roi-cord10-bf16-fold0"]["wall_s"], 2),
         }
         if "stock-cli" in results:
             summary["speedup_vs_stock_cli"] = round(
                 results["stock-cli"]["wall_s"] / results["ours-serve"]["roi-second"]["wall_s"], 2)
+    if "ours-serve" in results:
+        results["fidelity_vs_whole_image_fp32"] = fidelity(work, args.input)
+    if "stock-predictor" in results and "ours-interactive" in results:
+        summary["speedup_fast_preset_fresh_process"] = round(
+            results["stock-predictor"]["wall_s"] / results["ours-interactive"]["wall_s"], 2)
     import torch
 
     record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input),

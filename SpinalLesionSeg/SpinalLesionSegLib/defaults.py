@@ -44,6 +44,12 @@ PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 TILE_STEP = 0.5
 TILE_STEP_RANGE = (0.25, 1.0)
 
+#: Tiles run inside a region of interest (:mod:`.inference.tiles`): "exact" (the whole-image tile grid, so values
+#: inside the ROI equal a whole-image run's) on the command line; "centred" (a tile grid laid over the ROI: one
+#: tile centred on it when it fits in a patch; faster, values differ slightly) with the panel's Fast preset.
+ROI_TILES = "exact"
+ROI_TILES_CHOICES: tuple[str, ...] = ("exact", "centred")
+
 #: How fold outputs are combined: "mean" (soft map >= threshold) or "majority" (SCT's vote of per-fold masks).
 ENSEMBLE = "mean"
 ENSEMBLE_RULES: tuple[str, ...] = (ENSEMBLE, "majority")

@@ -58,6 +58,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-step", type=_tile_step, default=defaults.TILE_STEP, metavar="STEP",
                         help=f"sliding-window step as a fraction of the patch (default {defaults.TILE_STEP:g}, as "
                         "nnU-Net and SCT; up to 1: fewer tiles, faster, less averaging at tile borders)")
+    parser.add_argument("--roi-tiles", default=defaults.ROI_TILES, choices=defaults.ROI_TILES_CHOICES,
+                        help="tiles run inside a region of interest: exact (default; the whole image's tiles that "
+                        "touch it, so values inside it equal a whole-image run's) or centred (tiles laid over the ROI, "
+                        "one tile when it fits in a patch: faster, values differ slightly; the sidecar records it)")
 
 
 def _tile_step(text: str) -> float:
@@ -123,7 +127,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
               dicom_out=args.dicom_out, uid_root=args.uid_root, drop_outside_cord=args.drop_outside_cord,
               outside_cord_margin_mm=args.outside_cord_margin, roi_auto=args.roi == "auto",
               cord_model=args.cord_model, register=args.register, precision=args.precision,
-              tile_step=args.tile_step)
+              tile_step=args.tile_step, roi_tiles=args.roi_tiles)
     failures = 0
     for number, case in enumerate(cases, 1):
         shown = next(path for path in case if path is not None)  # a missing sequence is None

@@ -96,7 +96,7 @@ def result_settings(job: Job) -> dict[str, Any]:
     """The job settings a result depends on, as the sidecar records them under ``settings``: what a batch re-run
     compares (with the model's fingerprint and the input's sha256) to decide whether a result is still current.
     Where it ran (device) is not among them: a result is as good from one device as from another. The precision
-    and the tile step are, when not the defaults (so that results made before the options existed stay current)."""
+    the tile step and the ROI tiling are, when not the defaults (so that results made before the options existed stay current)."""
     return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
             "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
             "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
@@ -105,7 +105,8 @@ def result_settings(job: Job) -> dict[str, Any]:
             **({"roi_auto": True, "cord_model": job.cord_model} if job.roi_auto else {}),
             **({} if job.register else {"register": False}),
             **({"precision": job.precision} if job.precision != defaults.PRECISION else {}),
-            **({"tile_step": job.tile_step} if job.tile_step != defaults.TILE_STEP else {})}
+            **({"tile_step": job.tile_step} if job.tile_step != defaults.TILE_STEP else {}),
+            **({"roi_tiles": job.roi_tiles} if job.roi_tiles != defaults.ROI_TILES else {})}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], channel_names: Sequence[str],
@@ -181,6 +182,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
         sidecar["dicom_outputs"], sidecar["outside_cord"], sidecar["cord_stage"] = dicom_uids, outside, stage
         sidecar["sequences"] = sequences.record(model.channel_names[reference], job.register) if sequences else None
         sidecar["precision"] = prediction.precision.record(job.precision) if prediction.precision else None
+        sidecar["tiles"] = prediction.tiles.record() if prediction.tiles else None
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     counted = prediction.cord if cord_only else prediction.binary
@@ -235,7 +237,8 @@ def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[
     if model.task == "cord":
         roi = cord_model_roi(model, images[0], roi)
     prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
-                               progress=lesion_report, precision=job.precision, tile_step=job.tile_step)
+                               progress=lesion_report, precision=job.precision, tile_step=job.tile_step,
+                               roi_tiles=job.roi_tiles)
     if model.task == "cord":
         return largest_cord(prediction), roi, None
     if source == "own":

@@ -57,13 +57,14 @@ def build_network(plans_manager: Any, configuration_manager: Any, num_input_chan
 
 
 def load_weights(network: Any, weights: dict[str, Any], checkpoint_path: Path) -> Any:
-    """Put one fold's ``weights`` into ``network`` and switch it to eval mode; return it.
+    """Make one fold's ``weights`` the network's own tensors (``assign``: no copy, so the network holds no second
+    copy of them) and switch it to eval mode; return it.
 
     Weights that do not fit the plans' architecture are an InputError naming ``checkpoint_path`` (torch's own error
     lists every mismatched tensor; its first line is kept).
     """
     try:
-        network.load_state_dict(weights)
+        network.load_state_dict(weights, assign=True)
     except RuntimeError as error:
         raise InputError(checkpoint_path, f"weights do not fit the architecture in plans.json "
                                           f"({str(error).splitlines()[0]})") from None

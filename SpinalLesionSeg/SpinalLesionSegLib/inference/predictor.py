@@ -8,9 +8,9 @@ What happens, in order (each step mirrors how the Spinal Cord Toolbox runs these
    on the whole image so that intensity normalisation does not depend on a region of interest -- except for
    models trained on crops around the cord (manifest crop requirement), which get the ROI crop itself, as in SCT;
 3. predicted fold by fold by nnunetv2's own sliding-window predictor (tile step 0.5, Gaussian weighting,
-   test-time mirroring off unless asked for), on the whole image or only on the whole-image tiles that touch the
-   region of interest (:mod:`.roi`; values inside it are then exactly the whole-image ones), each fold's logits
-   turned into probabilities on the input grid by nnunetv2's own export code;
+   test-time mirroring off unless asked for), on the whole image or only on the tiles :mod:`.tiles` picks for the
+   region of interest (:mod:`.roi`; by default the whole-image tiles that touch it, so values inside it are exactly
+   the whole-image ones), each fold's logits turned into probabilities by nnunetv2's own export code;
 4. ensembled: soft map = mean lesion probability over folds; binary = soft >= threshold, or SCT's majority vote of
    per-fold argmax masks; a cord output (region-based and cord-only models) = mean cord probability >= 0.5;
 5. set to zero outside the region of interest, and reoriented back, so every output has exactly the
@@ -37,6 +37,7 @@ from ..image_io import same_grid
 from ..models.resolve import ResolvedModel
 from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
+from .fold_weights import FoldWeights
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
 from .precision import FP32, PrecisionChoice, autocast, choose_precision
@@ -44,6 +45,7 @@ from .predictor_steps import paste as _paste
 from .predictor_steps import quiet as _quiet
 from .predictor_steps import timed as _timed
 from .roi import Box, index_block, roi_mask
+from .tiles import EXACT, TileChoice, check_roi_tiles, choose_tiles, roi_window
 
 #: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
 BACKGROUND_LOGIT = 30.0
@@ -63,7 +65,8 @@ class Prediction:
     roi    -- the box inference ran on (None for the whole image);
     timings_s -- seconds per stage;
     cord_soft -- float32 mean cord probability over folds (models with a cord output), else None;
-    precision -- the network's arithmetic and why (:mod:`.precision`).
+    precision -- the network's arithmetic and why (:mod:`.precision`);
+    tiles -- the sliding-window tiles run and how they were chosen (:mod:`.tiles`).
     """
 
     soft: sitk.Image | None
@@ -73,6 +76,7 @@ class Prediction:
     timings_s: dict[str, float] = field(default_factory=dict)
     cord_soft: sitk.Image | None = None
     precision: PrecisionChoice | None = None
+    tiles: TileChoice | None = None
 
 
 class LoadedModel:
@@ -98,6 +102,7 @@ class LoadedModel:
         self.device: DeviceChoice = select_device(device)
         self.tta = tta
         self.precision = PrecisionChoice(FP32, "default")  # set by each predict()
+        self.roi_tiles, self.tile_choice = EXACT, None  # set by each predict()
         self.orientation_sct = self.resolved.orientation
         self.orientation_source = self.resolved.orientation_source
         self.orientation_axcodes = self.resolved.axcodes
@@ -105,16 +110,23 @@ class LoadedModel:
         self.crop_input = bool(self.resolved.manifest and self.resolved.manifest.crop) or bool(
             self.resolved.crop_metadata)
 
-        loaded = load_fold_checkpoints(self.checkpoints.values())
-        parameters, self.trainer_name = loaded.parameters, loaded.trainer_name
+        resident = self.device.device.type != "cpu"  # every fold in memory on a GPU, one at a time on the CPU
+        paths = list(self.checkpoints.values())
+        loaded = load_fold_checkpoints(paths if resident else paths[:1])
+        self.trainer_name = loaded.trainer_name
         self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
         self.channel_names = model_channels(self.dataset_json)
-        network = self._build_network(parameters[0])
-        # Every fold's weights stay on the device: a fold switch is a copy on the GPU, never a host transfer.
-        self.fold_parameters = {fold: {name: tensor.to(self.device.device) for name, tensor in weights.items()}
-                                for fold, weights in zip(self.checkpoints, parameters)}
+        network = self._build_network()
+        # Fold weights on the device in the network's dtypes (a checkpoint may hold fp16), which the network takes
+        # as they are (load_state_dict's assign): a fold switch copies nothing, no second copy of any fold exists.
+        dtypes = {name: tensor.dtype for name, tensor in network.state_dict().items()}
+        self.fold_parameters = FoldWeights(
+            self.checkpoints, loaded.parameters[0], loaded.parameters[1:],
+            lambda name, tensor: tensor.to(self.device.device, dtypes.get(name, tensor.dtype)), resident)
+        load_weights(network, self.fold_parameters[self.folds[0]], paths[0])
         self.lesion_channel, self.cord_channel = self._output_channels()
-        self.predictor = self._make_predictor(network, list(self.fold_parameters.values()), loaded.mirroring_axes)
+        self.predictor = self._make_predictor(network, loaded.mirroring_axes)
+        del loaded
         self._torch = torch
         self.load_seconds = time.perf_counter() - started
 
@@ -129,7 +141,11 @@ class LoadedModel:
 
     @property
     def folds(self) -> list[int]:
-        return list(self.fold_parameters)
+        return list(self.checkpoints)
+
+    def files_changed(self) -> bool:
+        """Whether a checkpoint file changed since loading (a worker then loads the model again)."""
+        return self.fold_parameters.changed()
 
     def _select_checkpoints(self, folds: Sequence[int] | None) -> dict[int, Path]:
         """The checkpoint of each requested fold (every shipped fold when ``folds`` is None or empty)."""
@@ -151,16 +167,15 @@ class LoadedModel:
             raise InputError(self.folder / "plans.json", f"has no configuration {configuration_name!r}") from None
         return plans_manager, configuration_manager, plans_manager.get_label_manager(self.dataset_json)
 
-    def _build_network(self, weights: dict[str, Any]) -> Any:
-        """The plans' architecture holding ``weights`` (the first fold's), in eval mode, on the CPU."""
+    def _build_network(self) -> Any:
+        """The plans' architecture (its own initial weights, replaced by a fold's), on the CPU."""
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
         num_inputs = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
-        network = build_network(self.plans_manager, self.configuration_manager, num_inputs,
-                                self.label_manager.num_segmentation_heads, self.folder / "plans.json")
-        return load_weights(network, weights, next(iter(self.checkpoints.values())))
+        return build_network(self.plans_manager, self.configuration_manager, num_inputs,
+                             self.label_manager.num_segmentation_heads, self.folder / "plans.json")
 
-    def _make_predictor(self, network: Any, parameters: list[dict[str, Any]], mirroring_axes: Any) -> Any:
+    def _make_predictor(self, network: Any, mirroring_axes: Any) -> Any:
         """nnunetv2's own predictor around ``network`` on the chosen device, with SCT's settings: tile step 0.5,
         Gaussian weighting, test-time mirroring only when asked for."""
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -172,7 +187,7 @@ class LoadedModel:
                 device=self.device.device, verbose=False, allow_tqdm=False,
             )
             predictor.manual_initialization(
-                network.to(self.device.device), self.plans_manager, self.configuration_manager, parameters,
+                network.to(self.device.device), self.plans_manager, self.configuration_manager, None,
                 self.dataset_json, self.trainer_name, mirroring_axes,
             )
         return predictor
@@ -194,13 +209,15 @@ class LoadedModel:
 
     def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = THRESHOLD,
                 ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None,
-                precision: str = FP32, tile_step: float = TILE_STEP) -> Prediction:
+                precision: str = FP32, tile_step: float = TILE_STEP, roi_tiles: str = EXACT) -> Prediction:
         """Segment lesions (a cord-only model: the cord) in ``images`` (one per model channel; channels after the
         first are resampled onto the first one's grid). ``roi`` restricts inference to a box; outside it all is 0.
         ``precision``: the network's arithmetic (:data:`.precision.PRECISIONS`); ``tile_step``: the sliding window's
-        step, a fraction of the patch (nnunetv2 reads it from its predictor when it lays out the tiles)."""
+        step, a fraction of the patch (nnunetv2 reads it from its predictor when it lays out the tiles);
+        ``roi_tiles``: which tiles run inside an ROI (:mod:`.tiles`)."""
         images = self._check_inputs(images, threshold, ensemble)
         self.precision = choose_precision(precision, self.device.device, self._torch)
+        self.roi_tiles, self.tile_choice = check_roi_tiles(roi_tiles), None
         self.predictor.tile_step_size = tile_step
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -216,8 +233,8 @@ class LoadedModel:
         report("preprocess", 0.05)
         with _timed(timings, "preprocess_s"):
             tensor, properties = self._preprocess(data, spacing_zyx)
-            window = (self._roi_window(model_space[0], roi, properties, tensor.shape[1:])
-                      if roi is not None and crop is None else None)
+            window = (roi_window(index_block(model_space[0], roi), properties, tensor.shape[1:],
+                                 self.plans_manager.transpose_forward) if roi is not None and crop is None else None)
 
         with _timed(timings, "predict_s"):
             sums = self._predict_folds(tensor, window, properties, data.shape[1:], report)
@@ -228,7 +245,8 @@ class LoadedModel:
             on_input = self._export(outputs, full, reference, crop, roi)
         report("done", 1.0)
         return Prediction(soft=on_input.get("soft"), binary=on_input.get("binary"), cord=on_input.get("cord"),
-                          roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"), precision=self.precision)
+                          roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"), precision=self.precision,
+                          tiles=self.tile_choice)
 
     def _check_inputs(self, images: sitk.Image | Sequence[sitk.Image], threshold: float,
                       ensemble: str) -> list[sitk.Image]:
@@ -269,40 +287,22 @@ class LoadedModel:
                 self.dataset_json)
         return self._torch.from_numpy(preprocessed), properties
 
-    def _roi_window(self, image: sitk.Image, roi: Box, properties: dict[str, Any],
-                    preprocessed_shape: Sequence[int]) -> tuple[slice, ...]:
-        """The ROI's block in nnU-Net's preprocessed voxel space (after its non-zero crop and resampling)."""
-        start_ijk, size_ijk = index_block(image, roi)
-        start = np.array(start_ijk[::-1], float)  # (z, y, x) of the model-space array
-        stop = start + np.array(size_ijk[::-1], float)
-        order = list(self.plans_manager.transpose_forward)
-        start, stop = start[order], stop[order]
-        bbox = np.array(properties["bbox_used_for_cropping"], float)
-        cropped_shape = np.array(properties["shape_after_cropping_and_before_resampling"], float)
-        scale = np.array(preprocessed_shape, float) / cropped_shape
-        low = np.clip(np.floor((start - bbox[:, 0]) * scale) - 1, 0, preprocessed_shape)
-        high = np.clip(np.ceil((stop - bbox[:, 0]) * scale) + 1, 0, preprocessed_shape)
-        return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
-
     def _sliding_window(self, tensor: Any, window: tuple[slice, ...] | None) -> Any:
-        """nnunetv2's sliding-window logits on the whole tensor, or only from the tiles that touch the ROI window,
-        in the chosen precision (:mod:`.precision`; nnunetv2's own whole-image call would autocast to fp16 on CUDA).
-
-        With a window, the tiles are the very tiles nnunetv2 would use for the whole image (same grid, same order),
-        restricted to those overlapping the window: every voxel inside the window gets exactly the tiles, weights
-        and sums it gets in a whole-image run, so the ROI changes the time, not the values inside it. Voxels no
-        selected tile covers are set to background with certainty (the outputs are zeroed outside the ROI anyway).
-        """
+        """nnunetv2's sliding-window logits on the whole tensor, or from the tiles :mod:`.tiles` picks for the ROI
+        window (the whole-image tiles that touch it: values inside it exactly the whole-image ones; or tiles
+        centred on it), in the chosen precision (:mod:`.precision`; nnunetv2's own whole-image call would autocast
+        to fp16 on CUDA). Voxels no selected tile covers are set to background with certainty (the outputs are
+        zeroed outside the ROI anyway)."""
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
         predictor = self.predictor
         data, revert = pad_nd_image(tensor, self.configuration_manager.patch_size, "constant", {"value": 0}, True,
                                     None)
-        slicers = predictor._internal_get_sliding_window_slicers(data.shape[1:])
         if window is not None:
             window = [slice(w.start + r.start, w.stop + r.start) for w, r in zip(window, revert[1:])]
-            slicers = [tile for tile in slicers if all(t.start < w.stop and w.start < t.stop
-                                                       for t, w in zip(tile[1:], window))]
+        slicers, self.tile_choice = choose_tiles(
+            self.roi_tiles, predictor._internal_get_sliding_window_slicers(data.shape[1:]), window,
+            self.configuration_manager.patch_size, data.shape[1:], predictor.tile_step_size)
         on_device = predictor.perform_everything_on_device
         with autocast(self.precision, self.device.device, self._torch):
             try:
@@ -346,7 +346,7 @@ class LoadedModel:
         code turns its logits into them (undoing resampling and the non-zero crop)."""
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-        self.predictor.network.load_state_dict(params)
+        self.predictor.network.load_state_dict(params, assign=True)  # the fold's tensors themselves: no copy
         with _quiet(), self._torch.inference_mode():
             logits = self._sliding_window(tensor, window)
             segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(

@@ -124,6 +124,8 @@ class Job:
     precision: str = defaults.PRECISION
     #: Sliding-window tile step (fraction of the patch; :data:`..defaults.TILE_STEP`).
     tile_step: float = defaults.TILE_STEP
+    #: Tiles run inside a region of interest (:mod:`.tiles`): exact or centred.
+    roi_tiles: str = defaults.ROI_TILES
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -131,8 +133,10 @@ class Job:
         _check(isinstance(self.output_dir, str) and bool(self.output_dir), "'output_dir' must be a folder path")
         _check(self.id is None or isinstance(self.id, str), f"'id' must be a string, got {self.id!r}")
         _check(isinstance(self.model, str) and bool(self.model), "'model' must be a model name or folder")
-        _check(self.device in defaults.DEVICE_CHOICES,
-               f"'device' must be one of {', '.join(defaults.DEVICE_CHOICES)}, got {self.device!r}")
+        for name, choices in (("device", defaults.DEVICE_CHOICES), ("ensemble", defaults.ENSEMBLE_RULES),
+                              ("precision", defaults.PRECISION_CHOICES), ("roi_tiles", defaults.ROI_TILES_CHOICES)):
+            _check(getattr(self, name) in choices,
+                   f"'{name}' must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         _check(self.folds is None or (isinstance(self.folds, list) and all(
             isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in self.folds)),
             f"'folds' must be null or a list of fold numbers, got {self.folds!r}")
@@ -150,12 +154,8 @@ class Job:
                 raise ProtocolError(f"'contrast': {error.problem}") from None
         _check(_is_number(self.threshold) and 0 < self.threshold < 1,
                f"'threshold' must be a number between 0 and 1, got {self.threshold!r}")
-        _check(self.ensemble in defaults.ENSEMBLE_RULES,
-               f"'ensemble' must be one of {', '.join(defaults.ENSEMBLE_RULES)}, got {self.ensemble!r}")
         _check(self.roi_mask is None or isinstance(self.roi_mask, str), "'roi_mask' must be a file path")
         _check(isinstance(self.roi_auto, bool), f"'roi_auto' must be true or false, got {self.roi_auto!r}")
-        _check(self.precision in defaults.PRECISION_CHOICES,
-               f"'precision' must be one of {', '.join(defaults.PRECISION_CHOICES)}, got {self.precision!r}")
         low, high = defaults.TILE_STEP_RANGE
         _check(_is_number(self.tile_step) and low <= self.tile_step <= high,
                f"'tile_step' must be a number from {low:g} to {high:g}, got {self.tile_step!r}")

@@ -45,7 +45,7 @@ class Emitter:
 
 class Worker:
     """Runs jobs; caches loaded models by (model, folds, device, tta), one entry per model and device (a GPU holds
-    every fold's weights of the entry, :class:`.predictor.LoadedModel`)."""
+    every fold's weights of the entry, :class:`.predictor.LoadedModel`), loaded again when its files changed."""
 
     def __init__(self, emit: Emitter) -> None:
         self.emit = emit
@@ -55,6 +55,9 @@ class Worker:
         from .case import load_model
 
         key = (job.model, tuple(job.folds) if job.folds is not None else None, job.device, job.tta)
+        if key in self.models and self.models[key][0].files_changed():
+            self.emit(Log(f"model {job.model} changed on disk since it was loaded: loading it again", id=job.id))
+            del self.models[key]
         if key in self.models:
             self.emit(Log(f"model {job.model} already loaded", id=job.id))
             return (*self.models[key], 0.0)

@@ -54,6 +54,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     outside the allow-list, and for a checkpoint without ``network_weights``.
     """
     import pickle
+    import zipfile
 
     import torch
 
@@ -62,7 +63,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(p, "checkpoint file not found")
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
-            checkpoint = torch.load(p, map_location="cpu", weights_only=True)
+            # mmap (zip checkpoints, every nnU-Net v2 one): only the tensors used are read, never the optimizer state
+            checkpoint = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as error:
         detail = _blocked_global(str(error))
         if "global" not in detail.lower():  # not a forbidden object: bytes that are no pickle at all

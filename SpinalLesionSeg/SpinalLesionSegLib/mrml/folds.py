@@ -3,12 +3,16 @@
 *Fast* runs the model's first numbered fold alone when *Folds* is empty: about as many times faster as the model has
 folds, and less accurate. Measured on the demo model (docs/performance.md): every painted lesion still found, lesion
 Dice 0.45-0.58 against 0.68-0.73 with both folds; for the published models no single-fold figure is published, so
-the loss is not known. Typed folds win over the preset.
+the loss is not known. Typed folds win over the preset. *Fast* also lays the tiles over the region of interest
+(``centred``, :mod:`..inference.tiles`): one tile when the ROI fits in a patch, where the whole image's grid may
+need two (``lesion_ms``) or more.
 """
 
 from __future__ import annotations
 
+from ..defaults import ROI_TILES
 from ..errors import InputError
+from ..inference.tiles import CENTRED
 from ..models import registry
 from ..models.layout import numbered_folds
 
@@ -23,6 +27,11 @@ def job_folds(text: str, fast: bool, model: str) -> list[int] | None:
     except InputError:  # not installed: the worker says so in one line
         return None
     return folds[:1] or None
+
+
+def job_roi_tiles(fast: bool) -> str:
+    """The job's ROI tiling: tiles centred on the ROI for the fast preset, else the exact whole-image tiles."""
+    return CENTRED if fast else ROI_TILES
 
 
 def parse_folds(text: str) -> list[int] | None:

@@ -52,7 +52,7 @@ from ..inference.worker_client import BackgroundCommand, WorkerClient
 from ..outputs import writable_folder
 from ..plausibility import contrast_conflict
 from ..validation import validate_image
-from .folds import job_folds
+from .folds import job_folds, job_roi_tiles
 from .nodes import (image_from_volume_node, labelmap_from_segmentation, read_point_list, read_volume_node,
                     scalar_volumes)
 from .results import CORD_SEGMENT_NAME, create_lesion_segmentation, lesion_segment_id, show_soft_map
@@ -136,7 +136,8 @@ class PanelLogic(ReviewSteps):
                    threshold=float(p.threshold), roi_mask=roi_mask, roi_margin_mm=float(p.roiMarginMm),
                    roi_box=roi_box, drop_outside_cord=bool(getattr(p, "dropOutsideCord", False)),
                    roi_auto=roi_auto, cord_model=(getattr(p, "cordModel", "") or None) if roi_auto else None,
-                   precision=getattr(p, "precision", defaults.PANEL_PRECISION))
+                   precision=getattr(p, "precision", defaults.PANEL_PRECISION),
+                   roi_tiles=job_roi_tiles(bool(getattr(p, "fast", False))))
 
     def _inputs(self, p: Parameters) -> tuple[list[str], list[str] | None]:
         """(the job's input files, their channel names or None): the input volume, or the volume chosen for each

@@ -1,0 +1,89 @@
+"""Fold weights in memory (issue 17, memory): one fold at a time on the CPU, all on a GPU; names that share a
+tensor keep sharing it (nnU-Net's decoder lists the encoder's weights again); a checkpoint changed after loading
+is refused in one line, and the worker loads such a model again. Real torch checkpoints on disk, the real worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import MODULE_DIR
+from SpinalLesionSegLib.errors import InputError
+from SpinalLesionSegLib.inference.checkpoint import load_fold_checkpoints
+from SpinalLesionSegLib.inference.fold_weights import FoldWeights
+from SpinalLesionSegLib.inference.worker import Emitter, Worker
+from SpinalLesionSegLib.image_io import write_image
+from SpinalLesionSegLib.phantom import make_phantom
+
+
+def _checkpoints(tmp_path: Path, folds: int = 3) -> dict[int, Path]:
+    paths = {}
+    for fold in range(folds):
+        shared = torch.full((4, 4), float(fold))
+        path = tmp_path / f"fold_{fold}" / "checkpoint_final.pth"
+        path.parent.mkdir()
+        torch.save({"network_weights": {"encoder.w": shared, "decoder.encoder.w": shared,
+                                        "head.b": torch.arange(3.0) + fold}, "optimizer_state": {}}, path)
+        paths[fold] = path
+    return paths
+
+
+def _fold_weights(paths: dict[int, Path], resident: bool, calls: list[str]) -> FoldWeights:
+    loaded = load_fold_checkpoints(paths.values() if resident else [paths[0]])
+
+    def convert(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        calls.append(name)
+        return tensor.to(torch.float64)
+
+    return FoldWeights(paths, loaded.parameters[0], loaded.parameters[1:], convert, resident)
+
+
+def test_the_cpu_holds_one_fold_and_shared_tensors_stay_shared(tmp_path: Path) -> None:
+    calls: list[str] = []
+    weights = _fold_weights(_checkpoints(tmp_path), resident=False, calls=calls)
+    assert list(weights) == [0, 1, 2] and list(weights.held) == [0]
+    second = weights[2]
+    assert list(weights.held) == [2]  # fold 0 let go
+    assert second["encoder.w"] is second["decoder.encoder.w"] and second["encoder.w"].dtype == torch.float64
+    assert float(second["head.b"][0]) == 2.0 and calls.count("decoder.encoder.w") == 0  # converted once, shared
+
+
+def test_a_gpu_holds_every_fold_converted_once(tmp_path: Path) -> None:
+    calls: list[str] = []
+    weights = _fold_weights(_checkpoints(tmp_path), resident=True, calls=calls)
+    assert list(weights.held) == [0, 1, 2] and len(calls) == 6  # two distinct tensors per fold
+    assert weights[1]["encoder.w"] is weights[1]["decoder.encoder.w"]
+
+
+def test_a_checkpoint_changed_after_loading_is_refused(tmp_path: Path) -> None:
+    paths = _checkpoints(tmp_path)
+    weights = _fold_weights(paths, resident=False, calls=[])
+    assert not weights.changed()
+    stat = os.stat(paths[1])
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert weights.changed()
+    with pytest.raises(InputError, match=r"fold_1/checkpoint_final.pth: changed since the model was loaded"):
+        weights[1]
+
+
+def test_the_worker_loads_a_model_again_when_its_files_changed(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(MODULE_DIR / "Resources" / "Models" / "demo", model)
+    image = write_image(make_phantom(21, "T2w").image, tmp_path / "p_T2w.nii.gz")
+    stream = io.StringIO()
+    worker = Worker(Emitter(stream))
+    job = {"inputs": [str(image)], "model": str(model), "device": "cpu", "folds": [0]}
+    assert worker.run({**job, "id": "1", "output_dir": str(tmp_path / "out1")}) == 0
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    stat = os.stat(checkpoint)
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert worker.run({**job, "id": "2", "output_dir": str(tmp_path / "out2")}) == 0
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    logs = [line["message"] for line in lines if line["type"] == "log" and line.get("id") == "2"]
+    assert any("changed on disk since it was loaded" in message for message in logs)
+    assert [line["model_load_s"] > 0 for line in lines if line["type"] == "result"] == [True, True]
