@@ -298,6 +298,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="sls-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     if args.model == "demo":
         model, folds = ROOT / "SpinalLesionSeg" / "Resources" / "Models" / "demo", args.folds or [0, 1]
     else:
