@@ -87,3 +87,12 @@ def test_the_worker_loads_a_model_again_when_its_files_changed(tmp_path: Path) -
     logs = [line["message"] for line in lines if line["type"] == "log" and line.get("id") == "2"]
     assert any("changed on disk since it was loaded" in message for message in logs)
     assert [line["model_load_s"] > 0 for line in lines if line["type"] == "result"] == [True, True]
+
+
+def test_nnunet_compile_set_for_training_is_held_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from SpinalLesionSegLib.inference.predictor import LoadedModel
+
+    monkeypatch.setenv("nnUNet_compile", "true")  # nnunetv2 would otherwise torch.compile the network
+    model = LoadedModel(MODULE_DIR / "Resources" / "Models" / "demo", device="cpu")
+    assert not hasattr(model.predictor.network, "_orig_mod") and os.environ["nnUNet_compile"] == "true"
+    assert model.predict(make_phantom(22, "T2w").image, threshold=0.5).soft is not None  # both folds switch in

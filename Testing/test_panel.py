@@ -312,6 +312,24 @@ def test_a_markups_roi_becomes_its_bounds_plus_the_margin(mrml_scene, phantom) -
     assert Path(job.inputs[0]).is_file()
 
 
+def test_the_fast_preset_runs_one_fold_on_tiles_centred_on_the_roi_and_says_so(mrml_scene, phantom) -> None:
+    volume = volume_node_from_image(mrml_scene, phantom.image, "phantom_T2w")
+    roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    centre = phantom.image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in phantom.image.GetSize()])
+    roi.SetCenter(-centre[0], -centre[1], centre[2])  # LPS (ITK) to RAS (Slicer)
+    roi.SetSize(20.0, 20.0, 20.0)
+    logic = PanelLogic(mrml_scene)
+    p = _parameters(volume, roiNode=roi, fast=True, model="demo")
+    job = logic.build_job(p)
+    assert job.folds == [0] and job.roi_tiles == "centred"
+    assert logic.build_job(_parameters(volume, roiNode=roi)).roi_tiles == "exact"  # the default: whole-image values
+    try:
+        result = _run(logic, p)
+    finally:
+        logic.stop_worker()
+    assert "tiles centred on the ROI" in logic.result_summary(result)
+
+
 def test_check_volume_describes_a_good_volume_and_refuses_nan_in_one_line(mrml_scene) -> None:
     import SimpleITK as sitk
 

@@ -41,9 +41,7 @@ from .fold_weights import FoldWeights
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
 from .precision import FP32, PrecisionChoice, autocast, choose_precision
-from .predictor_steps import paste as _paste
-from .predictor_steps import quiet as _quiet
-from .predictor_steps import timed as _timed
+from .predictor_steps import paste as _paste, quiet as _quiet, timed as _timed, without_environment
 from .roi import Box, index_block, roi_mask
 from .tiles import EXACT, TileChoice, check_roi_tiles, choose_tiles, roi_window
 
@@ -177,10 +175,12 @@ class LoadedModel:
 
     def _make_predictor(self, network: Any, mirroring_axes: Any) -> Any:
         """nnunetv2's own predictor around ``network`` on the chosen device, with SCT's settings: tile step 0.5,
-        Gaussian weighting, test-time mirroring only when asked for."""
+        Gaussian weighting, test-time mirroring only when asked for. nnunetv2 would compile the network when
+        ``nnUNet_compile`` is set (a training setting): minutes per image shape on a CPU, and a compiled network
+        renames its weights, which fold switching needs; so it is held off here."""
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-        with _quiet():
+        with _quiet(), without_environment("nnUNet_compile"):
             predictor = nnUNetPredictor(
                 tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=self.tta,
                 perform_everything_on_device=self.device.device.type == "cuda",

@@ -1,11 +1,12 @@
 """Small steps of the predictor (:mod:`.predictor`) that need neither torch nor nnunetv2: nnunetv2's prints kept off
-stdout, stage timings, and a crop's outputs pasted back onto the full grid."""
+stdout, an environment variable held off, stage timings, and a crop's outputs pasted back onto the full grid."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import os
 import time
 from collections.abc import Iterator
 
@@ -24,6 +25,17 @@ def quiet() -> Iterator[None]:
     finally:
         if buffer.getvalue().strip():
             logging.getLogger(__package__ + ".predictor").debug("nnunetv2: %s", buffer.getvalue().strip())
+
+
+@contextlib.contextmanager
+def without_environment(name: str) -> Iterator[None]:
+    """Run the block with the environment variable ``name`` unset, then restore it."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -344,10 +344,17 @@ def _cord_stage_note(result: Result) -> str:
 
 
 def _precision_note(result: Result) -> str:
-    """" in bf16 (auto: ...)" from the sidecar's ``precision`` record ("" for fp32 or without one)."""
+    """" in bf16 (auto: ...)" from the sidecar's ``precision`` record, then ", on 3 tiles centred on the ROI (...)"
+    from its ``tiles`` record ("" for fp32, the exact tiles, or without them): the user sees when values may
+    differ slightly from a whole-image run."""
     sidecar = result.results[0]["outputs"].get("sidecar")
-    used = safe_json.load_file(sidecar).get("precision") if sidecar else None
-    return f" in {used['used']} ({used['reason']})" if isinstance(used, dict) and used.get("used") != "fp32" else ""
+    record = safe_json.load_file(sidecar) if sidecar else {}
+    used, tiles = record.get("precision"), record.get("tiles")
+    note = f" in {used['used']} ({used['reason']})" if isinstance(used, dict) and used.get("used") != "fp32" else ""
+    if isinstance(tiles, dict) and tiles.get("used") == "centred":
+        note += (f", on {tiles.get('tiles')} tiles centred on the ROI instead of the whole image's "
+                 f"{tiles.get('whole_image_tiles')} (faster; values differ slightly from a whole-image run)")
+    return note
 
 
 def _command_error(code: int, lines: Sequence[str]) -> str:
