@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 from SpinalLesionSegLib.errors import InputError
 from SpinalLesionSegLib.image_io import write_image
+from SpinalLesionSegLib.inference.case import result_settings
 from SpinalLesionSegLib.inference.protocol import Job, ProtocolError
 from SpinalLesionSegLib.inference.roi import box_from_mask, roi_mask
 from SpinalLesionSegLib.inference.tiles import centred_tiles, check_roi_tiles, choose_tiles, overlaps
@@ -56,9 +58,10 @@ def test_the_exact_rule_keeps_the_whole_image_tiles_that_touch_the_window() -> N
     assert len(centred) == 1 and choice.record() == {"requested": "centred", "used": "centred",
                                                      "reason": "requested", "tiles": 1, "whole_image_tiles": 2}
     everything, choice = choose_tiles("centred", whole, None, patch, shape, 0.5)
-    assert everything == whole and choice.used == "whole image"
-    flat, choice = choose_tiles("centred", whole, window, patch[1:], shape, 0.5)  # a 2D model
-    assert choice.used == "exact" and "2D" in choice.reason
+    assert everything == whole and choice.used == "whole input"
+    slices = [(slice(None), k, slice(y, y + 192), slice(0, 192)) for k in range(220) for y in (0,)]  # 2D: nnunetv2
+    flat, choice = choose_tiles("centred", slices, window, patch[1:], shape, 0.5)
+    assert choice.used == "exact" and "2D" in choice.reason and len(flat) == 30  # slices 100-129 touch the window
 
 
 def test_unknown_tilings_are_refused_in_one_line() -> None:
@@ -67,6 +70,9 @@ def test_unknown_tilings_are_refused_in_one_line() -> None:
     with pytest.raises(ProtocolError, match="'roi_tiles' must be one of exact, centred"):
         Job(inputs=["a.nii.gz"], output_dir="out", roi_tiles="some")
     assert job_roi_tiles(True) == "centred" and job_roi_tiles(False) == "exact"
+    centred = Job(inputs=["a.nii.gz"], output_dir="out", roi_tiles="centred")
+    assert "roi_tiles" not in result_settings(centred)  # no ROI: the tiling changes nothing, a re-run is not due
+    assert result_settings(replace(centred, roi_auto=True))["roi_tiles"] == "centred"
 
 
 def test_centred_tiles_run_fewer_tiles_and_find_the_same_lesions(tmp_path: Path) -> None:

@@ -44,12 +44,7 @@ from ..dicom_series import check_geometry, choose_series, is_dicom_folder
 from ..image_io import input_digest, input_stem, read_image, resample_to_grid, sha256_file
 from ..models.resolve import ResolvedModel
 from ..outputs import WRITTEN_SHA256, check_not_corrected, writable_folder
-from ..plausibility import (
-    contrast_conflict,
-    contrast_evidence,
-    looks_like_image,
-    roi_mask_fit,
-)
+from ..plausibility import contrast_conflict, contrast_evidence, looks_like_image, roi_mask_fit
 from ..result_set import ResultSet, recover
 from .channels import REFUSE, order_by_channel, sequence_rules
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
@@ -95,8 +90,9 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
 def result_settings(job: Job) -> dict[str, Any]:
     """The job settings a result depends on, as the sidecar records them under ``settings``: what a batch re-run
     compares (with the model's fingerprint and the input's sha256) to decide whether a result is still current.
-    Where it ran (device) is not among them: a result is as good from one device as from another. The precision
-    the tile step and the ROI tiling are, when not the defaults (so that results made before the options existed stay current)."""
+    Where it ran (device) is not among them: a result is as good from one device as from another. The precision,
+    the tile step and the ROI tiling are, when not the defaults (so that results made before the options existed
+    stay current; the ROI tiling only with an ROI, the one case where it changes anything)."""
     return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
             "ensemble": job.ensemble, "roi_mask_sha256": sha256_file(job.roi_mask) if job.roi_mask else None,
             "roi_margin_mm": job.roi_margin_mm, "roi_box": job.roi_box.to_dict() if job.roi_box else None,
@@ -106,7 +102,8 @@ def result_settings(job: Job) -> dict[str, Any]:
             **({} if job.register else {"register": False}),
             **({"precision": job.precision} if job.precision != defaults.PRECISION else {}),
             **({"tile_step": job.tile_step} if job.tile_step != defaults.TILE_STEP else {}),
-            **({"roi_tiles": job.roi_tiles} if job.roi_tiles != defaults.ROI_TILES else {})}
+            **({"roi_tiles": job.roi_tiles} if job.roi_tiles != defaults.ROI_TILES and (
+                job.roi_mask or job.roi_box or job.roi_auto) else {})}
 
 
 def group_cases(paths: Sequence[str | os.PathLike[str]], channel_names: Sequence[str],

@@ -25,26 +25,34 @@ Weights = dict[str, Any]
 Convert = Callable[[str, Any], Any]
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """(size in bytes, modification time in ns) of a file; None when it is gone."""
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size in bytes, modification time in ns) of a file; None when it is gone. A file replaced by a rename
+    (as the installer writes) has another inode even when its size and time are the same."""
     try:
         status = os.stat(path)
     except OSError:
         return None
-    return status.st_size, status.st_mtime_ns
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def file_stamps(checkpoints: Mapping[int, Path]) -> dict[int, tuple[int, int, int] | None]:
+    """Each fold's checkpoint stamp, taken before the checkpoints are read (a file replaced while they are read
+    then counts as changed)."""
+    return {fold: _stamp(path) for fold, path in checkpoints.items()}
 
 
 class FoldWeights(Mapping[int, Weights]):
     """Fold number -> that fold's weights, converted by ``convert(name, tensor)`` (device and dtype) once per
-    distinct tensor. ``first`` is the first fold's weights, already loaded (its checkpoint gave the settings);
-    ``others`` those of the other folds when ``resident``, else ignored (they are read when asked for)."""
+    distinct tensor. ``stamps``: :func:`file_stamps` taken before loading; ``first`` is the first fold's weights,
+    already loaded (its checkpoint gave the settings); ``others`` those of the other folds when ``resident``, else
+    ignored (they are read when asked for)."""
 
-    def __init__(self, checkpoints: Mapping[int, Path], first: Weights, others: list[Weights], convert: Convert,
-                 resident: bool) -> None:
+    def __init__(self, checkpoints: Mapping[int, Path], stamps: Mapping[int, tuple[int, int, int] | None],
+                 first: Weights, others: list[Weights], convert: Convert, resident: bool) -> None:
         self.checkpoints = dict(checkpoints)
         self.convert = convert
         self.resident = resident
-        self.stamps = {fold: _stamp(path) for fold, path in self.checkpoints.items()}
+        self.stamps = dict(stamps)
         folds = list(self.checkpoints)
         loaded = [first, *others] if resident else [first]
         self.held: dict[int, Weights] = {fold: convert_shared(w, convert) for fold, w in zip(folds, loaded)}

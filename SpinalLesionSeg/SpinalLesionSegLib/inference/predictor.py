@@ -37,7 +37,7 @@ from ..image_io import same_grid
 from ..models.resolve import ResolvedModel
 from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
-from .fold_weights import FoldWeights
+from .fold_weights import FoldWeights, file_stamps
 from .device import DeviceChoice, select_device
 from .network import build_network, load_weights
 from .precision import FP32, PrecisionChoice, autocast, choose_precision
@@ -109,7 +109,7 @@ class LoadedModel:
             self.resolved.crop_metadata)
 
         resident = self.device.device.type != "cpu"  # every fold in memory on a GPU, one at a time on the CPU
-        paths = list(self.checkpoints.values())
+        paths, stamps = list(self.checkpoints.values()), file_stamps(self.checkpoints)
         loaded = load_fold_checkpoints(paths if resident else paths[:1])
         self.trainer_name = loaded.trainer_name
         self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
@@ -117,10 +117,10 @@ class LoadedModel:
         network = self._build_network()
         # Fold weights on the device in the network's dtypes (a checkpoint may hold fp16), which the network takes
         # as they are (load_state_dict's assign): a fold switch copies nothing, no second copy of any fold exists.
-        dtypes = {name: tensor.dtype for name, tensor in network.state_dict().items()}
-        self.fold_parameters = FoldWeights(
-            self.checkpoints, loaded.parameters[0], loaded.parameters[1:],
-            lambda name, tensor: tensor.to(self.device.device, dtypes.get(name, tensor.dtype)), resident)
+        dtypes, device = {name: tensor.dtype for name, tensor in network.state_dict().items()}, self.device.device
+        self.fold_parameters = FoldWeights(  # the conversion refers to no self: a dropped model is freed at once
+            self.checkpoints, stamps, loaded.parameters[0], loaded.parameters[1:],
+            lambda name, tensor: tensor.to(device, dtypes.get(name, tensor.dtype)), resident)
         load_weights(network, self.fold_parameters[self.folds[0]], paths[0])
         self.lesion_channel, self.cord_channel = self._output_channels()
         self.predictor = self._make_predictor(network, loaded.mirroring_axes)
@@ -331,22 +331,22 @@ class LoadedModel:
         if "lesion" in channels:
             sums["votes"] = np.zeros(shape, np.float32)
         n_folds = len(self.fold_parameters)
-        for index, (fold, params) in enumerate(self.fold_parameters.items()):
+        for index, fold in enumerate(self.fold_parameters):
             report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
-            segmentation, probabilities = self._predict_fold(params, tensor, window, properties)
+            segmentation, probabilities = self._predict_fold(fold, tensor, window, properties)
             for key, channel in channels.items():
                 sums[key] += probabilities[channel]
             if "votes" in sums:
                 sums["votes"] += self._lesion_mask(segmentation, probabilities)
         return sums
 
-    def _predict_fold(self, params: dict[str, Any], tensor: Any, window: tuple[slice, ...] | None,
+    def _predict_fold(self, fold: int, tensor: Any, window: tuple[slice, ...] | None,
                       properties: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """One fold's segmentation and per-channel probabilities on the model-space grid, as nnunetv2's own export
         code turns its logits into them (undoing resampling and the non-zero crop)."""
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-        self.predictor.network.load_state_dict(params, assign=True)  # the fold's tensors themselves: no copy
+        load_weights(self.predictor.network, self.fold_parameters[fold], self.checkpoints[fold])
         with _quiet(), self._torch.inference_mode():
             logits = self._sliding_window(tensor, window)
             segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(

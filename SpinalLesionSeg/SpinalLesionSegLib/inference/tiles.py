@@ -26,8 +26,9 @@ from ..defaults import ROI_TILES_CHOICES
 from ..errors import InputError
 
 EXACT, CENTRED = ROI_TILES_CHOICES
-#: One sliding-window tile as nnunetv2 writes it: ``(slice(None), slice, slice, slice)`` (all channels first).
-Tile = tuple[slice, ...]
+#: One sliding-window tile as nnunetv2 writes it: ``(slice(None), slice, slice, slice)`` (all channels first); a 2D
+#: model's names its slice by number: ``(slice(None), k, slice, slice)``.
+Tile = tuple[slice | int, ...]
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,10 @@ def roi_window(block: tuple[Sequence[int], Sequence[int]], properties: Mapping[s
 
 
 def overlaps(tile: Tile, window: Sequence[slice]) -> bool:
-    """Whether a tile and a window share at least one voxel on every axis."""
-    return all(t.start < w.stop and w.start < t.stop for t, w in zip(tile[1:], window))
+    """Whether a tile and a window share at least one voxel on every axis (a 2D model's tile names its slice by
+    number: ``(slice(None), k, slice, slice)``)."""
+    axes = [slice(t, t + 1) if isinstance(t, int) else t for t in tile[1:]]
+    return all(t.start < w.stop and w.start < t.stop for t, w in zip(axes, window))
 
 
 def centred_tiles(window: Sequence[slice], patch: Sequence[int], shape: Sequence[int], step: float) -> list[Tile]:
@@ -92,12 +95,12 @@ def centred_tiles(window: Sequence[slice], patch: Sequence[int], shape: Sequence
 
 def choose_tiles(requested: str, whole_image: list[Tile], window: Sequence[slice] | None, patch: Sequence[int],
                  shape: Sequence[int], step: float) -> tuple[list[Tile], TileChoice]:
-    """The tiles to run and the record of the choice. Without a window: the whole-image grid. A 2D model (patch
+    """The tiles to run and the record of the choice. Without a window: the whole input's grid. A 2D model (patch
     shorter than the image's axes) always uses the exact rule: its tiles are slices of the whole image."""
     requested = check_roi_tiles(requested)
     if window is None:
-        return whole_image, TileChoice(requested, "whole image", "no region of interest", len(whole_image),
-                                       len(whole_image))
+        return whole_image, TileChoice(requested, "whole input", "no region of interest, or a crop-trained model's "
+                                       "input is the ROI crop itself", len(whole_image), len(whole_image))
     if requested == CENTRED and len(patch) == len(shape):
         tiles, used, reason = centred_tiles(window, patch, shape, step), CENTRED, "requested"
     else:

@@ -13,6 +13,7 @@ them the same way.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ def _blocked_global(message: str) -> str:
     return "unsupported object"
 
 
+def _load(torch: Any, path: Path) -> Any:
+    """``torch.load`` memory-mapped where it can (zip checkpoints, every nnU-Net v2 one: only the tensors used are
+    read, never the optimizer state), else plainly (legacy files; file systems that cannot map files)."""
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            pass
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Return the checkpoint dictionary (on the CPU), refusing anything that is not plain nnU-Net data.
 
@@ -54,7 +66,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     outside the allow-list, and for a checkpoint without ``network_weights``.
     """
     import pickle
-    import zipfile
 
     import torch
 
@@ -63,8 +74,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(p, "checkpoint file not found")
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
-            # mmap (zip checkpoints, every nnU-Net v2 one): only the tensors used are read, never the optimizer state
-            checkpoint = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+            checkpoint = _load(torch, p)
     except pickle.UnpicklingError as error:
         detail = _blocked_global(str(error))
         if "global" not in detail.lower():  # not a forbidden object: bytes that are no pickle at all
