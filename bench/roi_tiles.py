@@ -18,17 +18,12 @@ Writes ``bench/results/roi_tiles_cpu.json``; figures in docs/performance.md.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from speed_fidelity import DATA, RESULTS, lesions_agree  # also puts the package on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "SpinalLesionSeg"))
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
 MARGIN_MM = 10.0
 
 
@@ -54,8 +49,6 @@ def cases() -> dict[str, tuple[sitk.Image, object]]:
 
 def compare(exact: object, centred: object, inside: np.ndarray) -> dict:
     """Soft-map difference, Dice and lesion agreement inside the ROI."""
-    from speed_fidelity import lesions_agree
-
     a, b = (sitk.GetArrayFromImage(p.soft).astype(np.float64)[inside] for p in (exact, centred))
     diff = np.abs(a - b)
     ma, mb = ((sitk.GetArrayFromImage(p.binary) > 0) & inside for p in (exact, centred))
