@@ -78,7 +78,8 @@ class Prediction:
 
 
 class LoadedModel:
-    """An nnU-Net model ready to predict: network built from the plans, fold weights in memory, device chosen.
+    """An nnU-Net model ready to predict: network built from the plans, fold weights at hand (:mod:`.fold_weights`),
+    device chosen.
 
     Keeping this object alive (the worker's ``--serve`` mode) skips model loading for later images.
     """
