@@ -7,8 +7,9 @@ checkpoint when it is asked for (memory-mapped, so the optimizer state a checkpo
 For the ``lesion_ms`` architecture a fold is 0.4 GB: five resident folds would add 1.6 GB to the 4.4 GB one fold
 needs, while reading one takes under a second against about 20 s of network time per 192^3 tile.
 
-A fold read later must be the file that was loaded: each checkpoint's size and modification time are kept, a
-changed file is refused in one line, and the worker reloads a model whose files changed (:meth:`changed`).
+A fold read later must be the file that was loaded: each checkpoint's inode, size and modification time are kept
+(taken before reading), a changed file is refused in one line, and the worker reloads a model whose files changed
+(:meth:`changed`).
 """
 
 from __future__ import annotations
