@@ -66,6 +66,22 @@ def test_a_gpu_holds_every_fold_converted_once(tmp_path: Path) -> None:
     assert weights[1]["encoder.w"] is weights[1]["decoder.encoder.w"]
 
 
+def test_the_cpu_lowers_convolution_weights_for_16_bit_runs_and_reads_them_again_for_fp32(tmp_path: Path) -> None:
+    paths = _checkpoints(tmp_path)
+    weights = _fold_weights(paths, resident=False, calls=[])
+    weights.lowerable = frozenset({"encoder.w", "decoder.encoder.w"})
+    lowered = weights.weights(0, torch.bfloat16)
+    assert lowered["encoder.w"].dtype == torch.bfloat16 and lowered["encoder.w"] is lowered["decoder.encoder.w"]
+    assert lowered["head.b"].dtype == torch.float64 and weights.weights(0, torch.bfloat16) is lowered
+    full = weights.weights(0)  # fp32 again: read from the file, not from the rounded copy
+    assert full["encoder.w"].dtype == torch.float64 and list(weights.held) == [0]
+    assert torch.equal(full["head.b"], torch.arange(3.0, dtype=torch.float64))
+    assert weights.weights(2, torch.bfloat16)["encoder.w"].dtype == torch.bfloat16 and list(weights.held) == [2]
+    resident = _fold_weights(paths, resident=True, calls=[])
+    resident.lowerable = weights.lowerable
+    assert resident.weights(1, torch.bfloat16)["encoder.w"].dtype == torch.float64  # a GPU keeps them as loaded
+
+
 def test_a_checkpoint_changed_after_loading_is_refused(tmp_path: Path) -> None:
     paths = _checkpoints(tmp_path)
     weights = _fold_weights(paths, resident=False, calls=[])

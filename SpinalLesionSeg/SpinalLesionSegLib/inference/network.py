@@ -21,6 +21,7 @@ from ..models.model_values import (
     PROJECT_NETWORKS,
     class_path_problem,
 )
+from .lean_memory import return_freed_memory
 
 __all__ = ["ALLOWED_BLOCK_PREFIX", "ALLOWED_NETWORK_PREFIX", "build_network", "load_weights"]
 
@@ -58,7 +59,8 @@ def build_network(plans_manager: Any, configuration_manager: Any, num_input_chan
 
 def load_weights(network: Any, weights: dict[str, Any], checkpoint_path: Path) -> Any:
     """Make one fold's ``weights`` the network's own tensors (``assign``: no copy, so the network holds no second
-    copy of them) and switch it to eval mode; return it.
+    copy of them) and switch it to eval mode; return it. The fold it held before is freed, and the C heap gives
+    that memory back to the system (:func:`.lean_memory.return_freed_memory`).
 
     Weights that do not fit the plans' architecture are an InputError naming ``checkpoint_path`` (torch's own error
     lists every mismatched tensor; its first line is kept).
@@ -68,5 +70,6 @@ def load_weights(network: Any, weights: dict[str, Any], checkpoint_path: Path) -
     except RuntimeError as error:
         raise InputError(checkpoint_path, f"weights do not fit the architecture in plans.json "
                                           f"({str(error).splitlines()[0]})") from None
+    return_freed_memory()
     network.eval()
     return network

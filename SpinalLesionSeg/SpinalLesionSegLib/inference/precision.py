@@ -71,13 +71,18 @@ def choose_precision(requested: str, device: Any, torch: Any) -> PrecisionChoice
     return PrecisionChoice(FP32, f"auto: no 16-bit path measured on {device.type}")
 
 
+def compute_dtype(choice: PrecisionChoice, torch: Any) -> Any:
+    """The dtype autocast computes convolutions in for ``choice``: torch.bfloat16, torch.float16, or None (fp32)."""
+    return {BF16: torch.bfloat16, FP16: torch.float16}.get(choice.name)
+
+
 def autocast(choice: PrecisionChoice, device: Any, torch: Any) -> Any:
     """The context the network runs under: torch's autocast to bf16/fp16, nothing for fp32 (autocast explicitly
     off on CUDA, where nnU-Net would otherwise switch it on)."""
     if choice.name == FP32:
         return torch.autocast(device.type, enabled=False) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        return torch.autocast(device.type, dtype=torch.bfloat16 if choice.name == BF16 else torch.float16)
+        return torch.autocast(device.type, dtype=compute_dtype(choice, torch))
     except (RuntimeError, ValueError) as error:  # e.g. bf16 on a GPU without it, a device autocast does not know
         raise InputError(None, f"precision {choice.name} is not available on {device.type} here ({error}); use "
                                "--precision fp32 or auto") from None

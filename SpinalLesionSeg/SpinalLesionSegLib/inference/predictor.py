@@ -39,8 +39,9 @@ from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
 from .fold_weights import FoldWeights, file_stamps
 from .device import DeviceChoice, select_device
+from .lean_memory import convolution_weight_names, release_consumed_skips
 from .network import build_network, load_weights
-from .precision import FP32, PrecisionChoice, autocast, choose_precision
+from .precision import FP32, PrecisionChoice, autocast, choose_precision, compute_dtype
 from .predictor_steps import paste as _paste, quiet as _quiet, timed as _timed, without_environment
 from .roi import Box, index_block, roi_mask
 from .tiles import EXACT, TileChoice, check_roi_tiles, choose_tiles, roi_window
@@ -116,13 +117,14 @@ class LoadedModel:
         self.plans_manager, self.configuration_manager, self.label_manager = self._plans(loaded.configuration)
         self.channel_names = model_channels(self.dataset_json)
         network = self._build_network()
-        # Fold weights on the device in the network's dtypes (a checkpoint may hold fp16), which the network takes
-        # as they are (load_state_dict's assign): a fold switch copies nothing, no second copy of any fold exists.
+        # Fold weights in the network's dtypes (a checkpoint may hold fp16), taken as they are (assign): no copies.
         dtypes, device = {name: tensor.dtype for name, tensor in network.state_dict().items()}, self.device.device
         self.fold_parameters = FoldWeights(  # the conversion refers to no self: a dropped model is freed at once
             self.checkpoints, stamps, loaded.parameters[0], loaded.parameters[1:],
-            lambda name, tensor: tensor.to(device, dtypes.get(name, tensor.dtype)), resident)
+            lambda name, tensor: tensor.to(device, dtypes.get(name, tensor.dtype)), resident,
+            convolution_weight_names(network))
         load_weights(network, self.fold_parameters[self.folds[0]], paths[0])
+        release_consumed_skips(network)
         self.lesion_channel, self.cord_channel = self._output_channels()
         self.predictor = self._make_predictor(network, loaded.mirroring_axes)
         del loaded
@@ -275,12 +277,10 @@ class LoadedModel:
         return full, crop, model_space
 
     def _preprocess(self, data: np.ndarray, spacing_zyx: list[float]) -> tuple[Any, dict[str, Any]]:
-        """nnunetv2's own preprocessing of a ``(c, z, y, x)`` array with spacing in mm: the network's input tensor,
-        and the properties its export needs to map logits back onto ``data``'s grid.
-
-        The whole image is preprocessed (cheap), so that intensity normalisation sees the same voxels with or
-        without an ROI; only the network's sliding window is restricted to the ROI.
-        """
+        """nnunetv2's own preprocessing of a ``(c, z, y, x)`` array with spacing in mm: the network's input tensor and
+        the properties its export needs to map logits back onto ``data``'s grid. The whole image is preprocessed
+        (cheap), so that intensity normalisation sees the same voxels with or without an ROI; only the sliding
+        window is restricted to the ROI."""
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         with _quiet():
             preprocessed, _, properties = preprocessor.run_case_npy(
@@ -347,7 +347,8 @@ class LoadedModel:
         code turns its logits into them (undoing resampling and the non-zero crop)."""
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-        load_weights(self.predictor.network, self.fold_parameters[fold], self.checkpoints[fold])
+        lowered = compute_dtype(self.precision, self._torch)  # conv weights held as autocast uses them (CPU)
+        load_weights(self.predictor.network, self.fold_parameters.weights(fold, lowered), self.checkpoints[fold])
         with _quiet(), self._torch.inference_mode():
             logits = self._sliding_window(tensor, window)
             segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
