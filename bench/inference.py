@@ -11,8 +11,12 @@ Configurations (each in its own process, so wall time includes what a user waits
   ROI (the panel's default margin), then the same three in bf16 (``--precision bf16``; the panel's ``auto`` on a
   CPU with native bf16: its interactive default is the cord + 10 mm ROI in bf16), the cord + 10 mm ROI in bf16 with
   tiles centred on it (``--roi-tiles centred``), and the fast preset (the panel's *Fast*: first fold only,
-  cord + 10 mm, bf16, centred tiles; it loads its model, so its network time is the figure to read);
-* ``ours-interactive`` -- the fast preset alone in a fresh worker process: its wall time and its own peak memory.
+  cord + 10 mm, bf16, centred tiles; it loads its model, so its network time is the figure to read); on a CUDA
+  device also the whole image and the cord + 10 mm ROI in fp16 (``auto``'s choice on a GPU with tensor cores);
+* ``ours-interactive`` -- the fast preset alone in a fresh worker process: its wall time and its own peak memory;
+* ``ours-interactive-all-folds`` -- the same with every fold nnU-Net trains (five; for ``resenc-l`` the model
+  folder is given all five, the other configurations still run ``--folds``): the whole ensemble on the
+  interactive path, wall time and peak memory (one fold is in memory at a time on the CPU).
 
 Each worker result is compared with the whole-image fp32 result of the same folds (``full-second``) inside its ROI:
 soft-map difference (max, 99.99th percentile), mask Dice and whether the lesions agree (every lesion of each mask
@@ -54,6 +58,10 @@ DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "sct_tutorial_data" / "t2_ms" 
 T2MS_CORD_BOX_IJK = ((128, 100, 0), (192, 155, 18))
 T2MS_CORD_10MM_BOX_IJK = ((140, 105, 0), (180, 145, 18))
 RESENC_L_PATCH = [192, 192, 192]
+
+
+#: The folds nnU-Net trains (5-fold cross-validation), as the published models ship them.
+ALL_FOLDS = [0, 1, 2, 3, 4]
 
 
 def resenc_l_folder(folder: Path, folds: list[int]) -> Path:
@@ -157,21 +165,34 @@ def run_ours_cli(model: Path, image: Path, folds: list[int], device: str, work: 
     return timed_process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def fast_job(model: Path, image: Path, folds: list[int], device: str, out: Path) -> object:
-    """The panel's fast preset: the first fold, cord + 10 mm, bf16, tiles centred on the ROI."""
+def fast_job(model: Path, image: Path, folds: list[int], device: str, out: Path,
+             job_id: str = "fast-roi-cord10-bf16-fold0") -> object:
+    """The panel's fast preset with ``folds`` (the preset itself: the first fold only): cord + 10 mm, bf16, tiles
+    centred on the ROI."""
     from SpinalLesionSegLib.inference.protocol import Job
 
-    return Job(inputs=[str(image)], model=str(model), device=device, folds=folds[:1],
-               id="fast-roi-cord10-bf16-fold0", output_dir=str(out), precision="bf16", roi_tiles="centred",
-               roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))
+    return Job(inputs=[str(image)], model=str(model), device=device, folds=folds, id=job_id, output_dir=str(out),
+               precision="bf16", roi_tiles="centred", roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))
+
+
+def fresh_worker(job: object, job_file: Path) -> dict:
+    """One job in a fresh worker process (start and model loading included): wall time and peak memory."""
+    job_file.write_text(job.to_json())
+    return timed_process([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", str(job_file)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_ours_interactive(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
-    """The fast preset alone in a fresh worker process (model loading included): wall time and peak memory."""
-    job = work / "interactive.json"
-    job.write_text(fast_job(model, image, folds, device, work / "interactive").to_json())
-    return timed_process([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", str(job)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The fast preset alone in a fresh worker process."""
+    return fresh_worker(fast_job(model, image, folds[:1], device, work / "interactive"), work / "interactive.json")
+
+
+def run_ours_interactive_all_folds(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
+    """The fast preset's settings with every fold in ``model`` (its fold_* folders), in a fresh worker process."""
+    every = sorted(int(path.name.removeprefix("fold_")) for path in model.glob("fold_*"))
+    job = fast_job(model, image, every, device, work / "interactive_all_folds",
+                   f"fast-roi-cord10-bf16-folds{len(every)}")
+    return {**fresh_worker(job, work / "interactive_all_folds.json"), "folds": every}
 
 
 def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work: Path) -> dict:
@@ -191,7 +212,11 @@ def run_ours_serve(model: Path, image: Path, folds: list[int], device: str, work
                 roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
             Job(**base, id="roi-cord10-bf16-centred-second", output_dir=str(work / "serve9"), precision="bf16",
                 roi_tiles="centred", roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK)),
-            fast_job(model, image, folds, device, work / "serve8")]
+            fast_job(model, image, folds[:1], device, work / "serve8")]
+    if device == "cuda":  # fp16 is auto's choice on a GPU with tensor cores: its fidelity through the pipeline
+        jobs[-1:-1] = [Job(**base, id="full-fp16-second", output_dir=str(work / "serve10"), precision="fp16"),
+                       Job(**base, id="roi-cord10-fp16-second", output_dir=str(work / "serve11"), precision="fp16",
+                           roi_box=roi_box(image, T2MS_CORD_10MM_BOX_IJK))]
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "SpinalLesionSegLib.inference.worker", "--serve"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -223,10 +248,13 @@ SERVE_LABELS = {"full-second": "ours, worker, whole image, fp32", "roi-second": 
                 "roi-bf16-second": "ours, worker, generous ROI, bf16",
                 "roi-cord10-bf16-second": "ours, worker, cord + 10 mm, bf16 (panel default)",
                 "roi-cord10-bf16-centred-second": "ours, worker, cord + 10 mm, bf16, centred tiles",
-                "fast-roi-cord10-bf16-fold0": "ours, worker, fast preset: fold 0, cord + 10 mm, bf16, centred"}
+                "fast-roi-cord10-bf16-fold0": "ours, worker, fast preset: fold 0, cord + 10 mm, bf16, centred",
+                "full-fp16-second": "ours, worker, whole image, fp16 (GPU)",
+                "roi-cord10-fp16-second": "ours, worker, cord + 10 mm, fp16 (GPU)"}
 SERVE_DIRS = {"full-second": "serve2", "roi-second": "serve3", "roi-cord10-second": "serve4",
               "full-bf16-second": "serve5", "roi-bf16-second": "serve6", "roi-cord10-bf16-second": "serve7",
-              "fast-roi-cord10-bf16-fold0": "serve8", "roi-cord10-bf16-centred-second": "serve9"}
+              "fast-roi-cord10-bf16-fold0": "serve8", "roi-cord10-bf16-centred-second": "serve9",
+              "full-fp16-second": "serve10", "roi-cord10-fp16-second": "serve11"}
 
 
 def fidelity(work: Path, image: Path) -> dict:
@@ -242,7 +270,7 @@ def fidelity(work: Path, image: Path) -> dict:
     reference = sitk.ReadImage(str(image))
     soft_ref, mask_ref = read("serve2", "soft").astype(np.float64), read("serve2", "seg") > 0
     rows = {}
-    for job, folder in SERVE_DIRS.items():
+    for job, folder in ((job, folder) for job, folder in SERVE_DIRS.items() if (work / folder).is_dir()):
         box = {"roi": T2MS_CORD_BOX_IJK, "cord10": T2MS_CORD_10MM_BOX_IJK}.get(
             "cord10" if "cord10" in job else "roi" if "roi" in job else "", None)
         ras = roi_box(image, box) if box else None
@@ -268,6 +296,9 @@ def plot(record: dict, target: Path) -> Path:
         ("stock-cli", "stock nnUNetv2_predict_from_modelfolder"), ("stock-predictor", "stock nnUNetPredictor"),
         ("ours-cli", "ours, spinal-lesion-seg predict"),
         ("ours-interactive", "ours, fast preset, fresh worker process")) if key in results]
+    if "ours-interactive-all-folds" in results:  # its own folds, not the record's
+        every = results["ours-interactive-all-folds"]
+        bars.append((f"ours, fast preset with folds {every['folds']}, fresh worker process", every["wall_s"]))
     bars += [(label, results["ours-serve"][key]["wall_s"]) for key, label in SERVE_LABELS.items()
              if key in results.get("ours-serve", {})]
     stock = results.get("stock-predictor", {}).get("wall_s")
@@ -303,9 +334,11 @@ def main() -> None:
         model, folds = ROOT / "SpinalLesionSeg" / "Resources" / "Models" / "demo", args.folds or [0, 1]
     else:
         folds = args.folds or [0]
-        model = resenc_l_folder(work / "resenc-l", folds)
+        every = sorted(set(folds) | set(ALL_FOLDS)) if "ours-interactive-all-folds" in args.configs else folds
+        model = resenc_l_folder(work / "resenc-l", every)
     runners = {"stock-cli": run_stock_cli, "stock-predictor": run_stock_predictor, "ours-cli": run_ours_cli,
-               "ours-serve": run_ours_serve, "ours-interactive": run_ours_interactive}
+               "ours-serve": run_ours_serve, "ours-interactive": run_ours_interactive,
+               "ours-interactive-all-folds": run_ours_interactive_all_folds}
     results = {}
     for name in args.configs:
         print(f"{name} ...", flush=True)
@@ -322,7 +355,8 @@ def main() -> None:
             "speedup_full_image_second_job": round(stock / results["ours-serve"]["full-second"]["wall_s"], 2),
             "speedup_roi_cord_plus_10mm": round(stock / results["ours-serve"]["roi-cord10-second"]["wall_s"], 2),
             **{f"speedup_{job}": round(stock / results["ours-serve"][job]["wall_s"], 2) for job in (
-                "full-bf16-second", "roi-bf16-second", "roi-cord10-bf16-second", "roi-cord10-bf16-centred-second")},
+                "full-bf16-second", "roi-bf16-second", "roi-cord10-bf16-second", "roi-cord10-bf16-centred-second",
+                "full-fp16-second", "roi-cord10-fp16-second") if job in results["ours-serve"]},
             "speedup_fast_preset": round(stock / results["ours-serve"]["fast-roi-cord10-bf16-fold0"]["wall_s"], 2),
         }
         if "stock-cli" in results:

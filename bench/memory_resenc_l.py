@@ -16,6 +16,7 @@ Writes ``bench/results/memory_resenc-l_cpu.json``; figures in docs/performance.m
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,7 +29,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def resident_mb() -> int:
     """Current resident memory of this process (MB)."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 // 2**20
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
 def peak_mb() -> int:
@@ -52,13 +53,14 @@ def make_lean(net: object, precision: str) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT / "SpinalLesionSeg"))
+    from SpinalLesionSegLib.inference.checkpoint import convert_shared
     from SpinalLesionSegLib.inference.lean_memory import convolution_weight_names, release_consumed_skips
 
     release_consumed_skips(net)
     if precision == "bf16":
         lowerable = convolution_weight_names(net)
-        net.load_state_dict({name: tensor.to(torch.bfloat16) if name in lowerable else tensor
-                             for name, tensor in net.state_dict().items()}, assign=True)
+        net.load_state_dict(convert_shared(net.state_dict(), lambda name, tensor: tensor.to(torch.bfloat16)
+                                           if name in lowerable else tensor), assign=True)
 
 
 def trace(precision: str, lean: bool) -> dict:

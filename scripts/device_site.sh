@@ -12,7 +12,11 @@
 #   mkdir -p /tmp/site && tar -xJf .gpusite/site.tar.xz -C /tmp/site && \
 #     export PYTHONPATH=/tmp/site:$PWD/SpinalLesionSeg PYTHONUNBUFFERED=1 && \
 #     python3 bench/inference.py --model resenc-l --folds 0 1 2 3 4 --device cuda \
-#       --input .gpusite/t2.nii.gz --configs stock-predictor ours-serve --work /tmp/bench
+#       --input .gpusite/t2.nii.gz --configs stock-predictor ours-serve --work /tmp/bench && \
+#     cp bench/results/inference_resenc-l_cuda.json docs/figures/inference_resenc-l_cuda.png "$OUT"/
+#
+# The worker's jobs include fp16 (auto's choice on a GPU) next to bf16 and fp32, each compared with the fp32 job
+# inside its ROI: the GPU fidelity gate through the whole pipeline.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$root/.venv/bin/python"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from typing import Any
 
 __all__ = ["convolution_weight_names", "release_consumed_skips", "return_freed_memory"]
@@ -27,27 +28,33 @@ def release_consumed_skips(network: Any) -> None:
     """On networks whose decoder is ``dynamic_network_architectures``' own ``UNetDecoder`` (every nnU-Net v2 U-Net
     and ResEnc U-Net), drop each encoder output from the decoder's list once the stage that concatenates it starts:
     that stage reads it only through the concatenation, and no later stage reads it. Another decoder (a subclass
-    may read its skips otherwise) is left as it is. Hooks only: the network's code and results are unchanged."""
+    may read its skips otherwise) is left as it is. Hooks only: the network's code and results are unchanged. The
+    list is held per thread while the decoder runs and let go when it ends, an exception included."""
     from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 
     decoder = getattr(network, "decoder", None)
     if type(decoder) is not UNetDecoder:
         return
-    skips: list[list[Any]] = []  # the list the decoder is running on, while it runs
+    running = threading.local()  # .skips: the list this thread's decoder is running on
 
-    def hold(_module: Any, args: tuple[Any, ...]) -> None:
-        skips[:] = [args[0]] if isinstance(args[0], list) else []
+    def hold(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        skips = args[0] if args else kwargs.get("skips")
+        running.skips = skips if isinstance(skips, list) else None
 
     def release_for(stage: int) -> Any:
         def release(_module: Any, _args: tuple[Any, ...]) -> None:
-            if skips:
-                skips[0][-(stage + 2)] = None  # UNetDecoder.forward concatenated skips[-(stage + 2)] just before
+            skips = getattr(running, "skips", None)
+            if skips is not None:
+                skips[-(stage + 2)] = None  # UNetDecoder.forward concatenated skips[-(stage + 2)] just before
         return release
 
-    decoder.register_forward_pre_hook(hold)
+    def let_go(*_: Any) -> None:
+        running.skips = None
+
+    decoder.register_forward_pre_hook(hold, with_kwargs=True)
     for index, stage in enumerate(decoder.stages):
         stage.register_forward_pre_hook(release_for(index))
-    decoder.register_forward_hook(lambda *_: skips.clear())
+    decoder.register_forward_hook(let_go, always_call=True)
 
 
 def convolution_weight_names(network: Any) -> frozenset[str]:
