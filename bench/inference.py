@@ -309,7 +309,7 @@ def plot(record: dict, target: Path) -> Path:
                   va="center", fontsize=8)
     axes.set_xlabel("wall time (s), lower is better")
     axes.set_title(f"{record['model']} model, folds {record['folds']}, {record['device']} "
-                   f"({record['machine']['cpus']} cores), t2_ms whole image unless ROI", fontsize=9)
+                   f"({record['machine']['cpus']} cores)\nt2_ms, whole image unless an ROI is named", fontsize=9)
     axes.set_xlim(0, max(s for _, s in bars) * 1.35)
     figure.tight_layout()
     figure.savefig(target, dpi=110)
