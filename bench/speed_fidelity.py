@@ -15,11 +15,17 @@ axial, as a 192 x 192 in-plane crop and whole) and phantoms with known lesions (
 
     .venv/bin/python bench/speed_fidelity.py            # about 12 minutes on the 2-core machine
 
-Writes ``bench/results/speed_fidelity_cpu.json``; figures in docs/performance.md.
+On a GPU (``--device cuda``, for a session lent one; ``--data`` where the two real images are, in the same
+folders as under ``../shared/data``) the gate alone runs, for fp16 (``auto``'s choice there) and bf16 against fp32
+(which cuDNN runs in TF32, torch's default; recorded), with checks of how the folds are held on the device: every
+fold resident, shared tensors shared, no second copy in GPU memory, the network holding the last fold's tensors.
+
+Writes ``bench/results/speed_fidelity_<device>.json``; figures in docs/performance.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import subprocess
@@ -41,12 +47,12 @@ GATE = {"dice_min": 0.98, "p9999_max": 0.02}
 T2MS_PREPROCESSED_SHAPE = (142, 176, 219)
 
 
-def inputs() -> dict[str, sitk.Image]:
-    """The real images and phantoms the gate runs on."""
+def inputs(data: Path = DATA) -> dict[str, sitk.Image]:
+    """The real images (under ``data``) and phantoms the gate runs on."""
     from SpinalLesionSegLib.phantom import make_phantom
 
-    axial = sitk.ReadImage(str(DATA / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz"))
-    images = {"t2 (sagittal, real)": sitk.ReadImage(str(DATA / "sct_testing_data" / "t2" / "t2.nii.gz")),
+    axial = sitk.ReadImage(str(data / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz"))
+    images = {"t2 (sagittal, real)": sitk.ReadImage(str(data / "sct_testing_data" / "t2" / "t2.nii.gz")),
               "t2_ms 192x192 crop (axial, real)": axial[64:256, 32:224, :], "t2_ms whole (axial, real)": axial}
     images.update({f"phantom {seed}": make_phantom(seed, "T2w", spacing=(1.0, 1.0, 1.0)).image
                    for seed in PHANTOM_SEEDS})
@@ -65,8 +71,9 @@ def lesions_agree(a: np.ndarray, b: np.ndarray) -> bool:
     return True
 
 
-def compare(reference: object, other: object) -> dict:
-    """The soft-map difference and mask agreement of one input's two predictions (``*_fp32``: the reference's)."""
+def compare(reference: object, other: object, name: str = "bf16") -> dict:
+    """The soft-map difference and mask agreement of one input's two predictions (``voxels_fp32``: the
+    reference's, ``voxels_<name>`` the other's)."""
     a, b = (sitk.GetArrayFromImage(p.soft).astype(np.float64) for p in (reference, other))
     diff = np.abs(a - b)
     ma, mb = sitk.GetArrayFromImage(reference.binary) > 0, sitk.GetArrayFromImage(other.binary) > 0
@@ -74,21 +81,21 @@ def compare(reference: object, other: object) -> dict:
     return {"soft_abs_diff": {"max": float(diff.max()), "p99.99": float(np.percentile(diff, 99.99)),
                               "p99.9": float(np.percentile(diff, 99.9)), "p99": float(np.percentile(diff, 99)),
                               "mean": float(diff.mean())},
-            "dice": float(dice), "voxels_fp32": int(ma.sum()), "voxels_bf16": int(mb.sum()),
+            "dice": float(dice), "voxels_fp32": int(ma.sum()), f"voxels_{name}": int(mb.sum()),
             "same_lesions": lesions_agree(ma, mb)}
 
 
-def in_process(model: object) -> dict:
-    """fp32 and bf16 on every input."""
+def in_process(model: object, low: str = "bf16", data: Path = DATA) -> dict:
+    """fp32 and ``low`` (bf16 or fp16) on every input."""
     rows = {}
-    for name, image in inputs().items():
+    for name, image in inputs(data).items():
         runs = {}
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", low):
             prediction = model.predict(image, precision=precision)
             runs[precision] = (prediction, prediction.timings_s["predict_s"], prediction.precision.reason)
-        row = compare(runs["fp32"][0], runs["bf16"][0])
+        row = compare(runs["fp32"][0], runs[low][0], low)
         row.update({"network_s": {p: round(r[1], 2) for p, r in runs.items()}, "size": list(image.GetSize()),
-                    "speedup": round(runs["fp32"][1] / runs["bf16"][1], 2)})
+                    "speedup": round(runs["fp32"][1] / runs[low][1], 2)})
         row["gate_passed"] = row["same_lesions"] and row["dice"] >= GATE["dice_min"] and \
             row["soft_abs_diff"]["p99.99"] <= GATE["p9999_max"]
         rows[name] = row
@@ -148,11 +155,46 @@ def whole_process(image: Path) -> dict:
     return {"image": str(image.relative_to(DATA)), "wall_s": times, "speedup": round(times["fp32"] / times["bf16"], 2)}
 
 
-def main() -> None:
+def folds_on_device(model: object) -> dict:
+    """How a model's folds are held on its device (a GPU keeps every fold resident): each fold's tensors on the
+    device, names that share a tensor still sharing it, GPU memory against the folds' distinct bytes, and whether
+    the network's tensors are the last fold's own (no copy)."""
+    import torch
+
+    held = model.fold_parameters.held
+    distinct = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for w in held.values() for t in w.values()}
+    last, devices = held[model.folds[-1]], {str(t.device) for w in held.values() for t in w.values()}
+    network = model.predictor.network.state_dict()
+    return {"folds_resident": sorted(held), "devices": sorted(devices),
+            "shared_kept": all(w[name] is w[f"decoder.{name}"] for w in held.values() for name in w
+                               if f"decoder.{name}" in w),
+            "fold_bytes_mb": round(sum(distinct.values()) / 2**20, 1),
+            "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+            "network_holds_last_fold": all(t.data_ptr() == last[name].data_ptr() for name, t in network.items())}
+
+
+def gpu_gate(device: str, data: Path) -> dict:
+    """The gate on a GPU: fp16 and bf16 against fp32 on every input, and how the folds are held."""
+    import torch
+
+    from SpinalLesionSegLib.inference.predictor import LoadedModel
+
+    model = LoadedModel("demo", device=device)
+    record = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+              "fp32_convolutions_in_tf32": torch.backends.cudnn.allow_tf32, "date": time.strftime("%Y-%m-%d"),
+              "model": "demo (folds 0, 1)", "gate": GATE, "inputs": {}}
+    for low in ("fp16", "bf16"):
+        record["inputs"][low] = in_process(model, low, data)
+        record[f"gate_passed_everywhere_{low}"] = all(row["gate_passed"] for row in record["inputs"][low].values())
+    record["folds_on_device"] = folds_on_device(model)
+    return record
+
+
+def cpu_record() -> dict:
+    """The CPU run: throughput, the bf16 gate, tile steps and the whole predict process."""
     import torch
 
     from SpinalLesionSegLib.inference.precision import cpu_has_native_bf16
-
     from SpinalLesionSegLib.inference.predictor import LoadedModel
 
     model = LoadedModel("demo", device="cpu")
@@ -162,9 +204,20 @@ def main() -> None:
               "throughput": throughput(model), "inputs": in_process(model), "tile_steps": tile_steps(model),
               "predict_process": whole_process(DATA / "sct_tutorial_data" / "t2_ms" / "t2.nii.gz")}
     record["gate_passed_everywhere"] = all(row["gate_passed"] for row in record["inputs"].values())
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu (the whole run) or cuda (the gate alone)")
+    parser.add_argument("--data", type=Path, default=DATA, help="where the real images are (GPU run)")
+    args = parser.parse_args()
+    record = cpu_record() if args.device == "cpu" else gpu_gate(args.device, args.data)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "speed_fidelity_cpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    target = RESULTS / f"speed_fidelity_{args.device}.json"
+    target.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k not in ("inputs", "tile_steps")}, indent=2))
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -6,17 +6,9 @@
 # 64 MiB. SimpleITK's wheel alone is 53 MB; unpacked and packed again with xz, everything needed is about 40 MB.
 # This script downloads the cp312 wheels from PyPI (acvl-utils ships no wheel: built here from its sdist),
 # installs them into a folder without their dependencies, packs that folder as .gpusite/site.tar.xz and adds the
-# input image. .gpusite/ is ignored by git; nothing of it is committed. Run here once (about 2 minutes), then on
-# the device, carrying .gpusite (with the tracked tree, about 55 MB):
-#
-#   mkdir -p /tmp/site && tar -xJf .gpusite/site.tar.xz -C /tmp/site && \
-#     export PYTHONPATH=/tmp/site:$PWD/SpinalLesionSeg PYTHONUNBUFFERED=1 && \
-#     python3 bench/inference.py --model resenc-l --folds 0 1 2 3 4 --device cuda \
-#       --input .gpusite/t2.nii.gz --configs stock-predictor ours-serve --work /tmp/bench && \
-#     cp bench/results/inference_resenc-l_cuda.json docs/figures/inference_resenc-l_cuda.png "$OUT"/
-#
-# The worker's jobs include fp16 (auto's choice on a GPU) next to bf16 and fp32, each compared with the fp32 job
-# inside its ROI: the GPU fidelity gate through the whole pipeline.
+# two real images the benchmarks read, in the folders they have under ../shared/data. .gpusite/ is ignored by
+# git; nothing of it is committed. Run here once (about 2 minutes), then, in one device call carrying .gpusite
+# (with the tracked tree, about 55 MB), scripts/device_run.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$root/.venv/bin/python"
@@ -37,5 +29,7 @@ platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
     "${platforms[@]}" --target "$work/site" "$work"/wheels/*.whl
 mkdir -p "$out"
 tar -cJf "$out/site.tar.xz" -C "$work/site" .
-cp "$root/../shared/data/sct_tutorial_data/t2_ms/t2.nii.gz" "$out/t2.nii.gz"
-du -sh "$out"/*
+for image in sct_tutorial_data/t2_ms/t2.nii.gz sct_testing_data/t2/t2.nii.gz; do
+    install -D -m 644 "$root/../shared/data/$image" "$out/data/$image"
+done
+du -sh "$out"/* "$out"/data/*/*
