@@ -80,7 +80,7 @@ def _malloc_trim() -> Any:
 
 
 def return_freed_memory() -> bool:
-    """Give the C heap's free memory back to the system (glibc's ``malloc_trim(0)``, a few milliseconds); whether
-    anything was returned (False also where there is no such call)."""
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim(0)``: 5-50 ms here, against seconds
+    per tile); whether anything was returned (False also where there is no such call)."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
