@@ -19,6 +19,7 @@ from SpinalLesionSegLib.inference.precision import (
     check_precision,
     choose_precision,
     cpu_has_native_bf16,
+    emulation_warning,
 )
 from SpinalLesionSegLib.inference.protocol import Job, ProtocolError
 from SpinalLesionSegLib.phantom import make_phantom
@@ -30,6 +31,21 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
     (tmp_path / "without").write_text("flags\t\t: fpu avx2 avx512f\n")
     assert cpu_has_native_bf16(tmp_path / "with") and cpu_has_native_bf16(tmp_path / "amx")
     assert not cpu_has_native_bf16(tmp_path / "without") and not cpu_has_native_bf16(tmp_path / "missing")
+
+
+def test_a_requested_precision_this_cpu_emulates_is_warned_about(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 sse\n")
+    cpu = torch.device("cpu")
+    fp16, bf16 = PrecisionChoice("fp16", "requested"), PrecisionChoice("bf16", "requested")
+    assert emulation_warning(fp16, cpu, cpuinfo) == ("fp16 is emulated on this CPU (no avx512_fp16 or amx_fp16): "
+                                                     "slower than fp32 by far; choose the precision auto or fp32")
+    assert emulation_warning(bf16, cpu, cpuinfo) is None
+    assert emulation_warning(fp16, torch.device("cuda"), cpuinfo) is None  # a GPU's own arithmetic
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_fp16\n")
+    assert emulation_warning(fp16, cpu, cpuinfo) is None
+    assert emulation_warning(PrecisionChoice("fp32", "requested"), cpu, cpuinfo) is None
+    assert emulation_warning(bf16, cpu, cpuinfo).startswith("bf16 is emulated on this CPU (no avx512_bf16 or amx_bf16)")
 
 
 def test_the_choice_and_its_reason() -> None:

@@ -48,6 +48,7 @@ from ..plausibility import contrast_conflict, contrast_evidence, looks_like_imag
 from ..result_set import ResultSet, recover
 from .channels import REFUSE, order_by_channel, sequence_rules
 from .cord_stage import auto_cord_source, cord_model_roi, largest_cord, like, own_cord_roi, run_cord_model
+from .precision import emulation_warning
 from .predictor import CORD_THRESHOLD, LoadedModel, Prediction, Progress
 from .protocol import Job
 from .sequences import AlignedSequences, align_sequences, transform_names
@@ -236,6 +237,7 @@ def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[
     prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
                                progress=lesion_report, precision=job.precision, tile_step=job.tile_step,
                                roi_tiles=job.roi_tiles)
+    warnings.extend(filter(None, [emulation_warning(prediction.precision, model.device.device)]))
     if model.task == "cord":
         return largest_cord(prediction), roi, None
     if source == "own":
