@@ -3,9 +3,12 @@ safe loader lets it in (by its exact name only). Real torch and dynamic_network_
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from SpinalLesionSegLib.inference.imputation_net import MeanImputationUNet, mean_imputed
+from SpinalLesionSegLib.inference.lean_memory import release_consumed_skips
 from SpinalLesionSegLib.models.model_values import ALLOWED_NETWORK_PREFIX, PROJECT_NETWORKS, class_path_problem
 
 #: The demo plans' architecture (4 stages, 14-112 features), as scripts/train_multisequence_demo.py writes it.
@@ -42,6 +45,25 @@ def test_a_zero_channel_is_read_as_missing_and_imputed_in_the_network() -> None:
     torch.testing.assert_close(imputed, copied)
     assert not torch.allclose(imputed, other)  # the second channel does matter when it is there
     assert not any(name.startswith("decoder.encoder") for name in network.state_dict())  # no dead encoder copy
+
+
+def test_each_sequence_encoder_output_is_let_go_while_the_decoder_runs() -> None:
+    """Once fused, no sequence's own encoder outputs stay alive through the decoder (issue 17, memory); with the
+    skip rule of lean_memory the fused full-resolution level goes too."""
+    torch.manual_seed(0)
+    network = MeanImputationUNet(input_channels=2, **ARCH).eval()
+    release_consumed_skips(network)
+    outputs: list[weakref.ref] = []
+    for encoder in network.encoders:
+        encoder.register_forward_hook(lambda _m, _a, skips: outputs.extend(weakref.ref(s) for s in skips))
+    fused: list[weakref.ref] = []
+    network.decoder.register_forward_pre_hook(lambda _m, args: fused.append(weakref.ref(args[0][0])))
+    alive: list[int] = []
+    network.decoder.stages[-1].register_forward_pre_hook(
+        lambda *_: alive.append(sum(ref() is not None for ref in [*outputs, *fused])))
+    with torch.inference_mode():
+        network(torch.randn(1, 2, 32, 32, 32))
+    assert len(outputs) == 8 and alive == [0]
 
 
 @pytest.mark.parametrize("name", ["SpinalLesionSegLib.inference.imputation_net.torch",

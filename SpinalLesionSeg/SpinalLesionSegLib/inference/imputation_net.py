@@ -62,4 +62,5 @@ class MeanImputationUNet(nn.Module):
         per_sequence = [encoder(x[:, number:number + 1]) for number, encoder in enumerate(self.encoders)]
         fused = [mean_imputed([skips[level] for skips in per_sequence], available)
                  for level in range(len(per_sequence[0]))]
+        del per_sequence  # copied into ``fused``, which the decoder lets go level by level (.lean_memory)
         return self.decoder(fused)
