@@ -89,11 +89,14 @@ def _predict_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("name, folds", [("t2", []), ("t2_ms", ["--folds", "0"])])
-def test_predict_command_on_real_mri(tmp_path: Path, name: str, folds: list[str], t2_path: Path,
+@pytest.mark.parametrize("name, options", [("t2", []), ("t2_ms", ["--folds", "0", "--tile-step", "1"])])
+def test_predict_command_on_real_mri(tmp_path: Path, name: str, options: list[str], t2_path: Path,
                                      t2_ms_path: Path) -> None:
+    """Both real images through the command, their outputs on the input's grid with a complete sidecar. t2_ms
+    (252 tiles per fold at the default step) runs one fold at step 1, so the slow part stays short; the t2 case
+    runs the defaults."""
     source = {"t2": t2_path, "t2_ms": t2_ms_path}[name]
-    result = _predict_cli(str(source), "-o", str(tmp_path), "--model", "demo", "--device", "cpu", *folds)
+    result = _predict_cli(str(source), "-o", str(tmp_path), "--model", "demo", "--device", "cpu", *options)
     assert result.returncode == 0, result.stderr
     image = read_image(source)
     for suffix, pixel in (("_lesion_seg.nii.gz", sitk.sitkUInt8), ("_lesion_soft.nii.gz", sitk.sitkFloat32)):
@@ -109,7 +112,8 @@ def test_predict_command_on_real_mri(tmp_path: Path, name: str, folds: list[str]
         assert key in sidecar, key
     assert sidecar["model"]["name"] == "demo" and sidecar["model"]["checksum_verified"] is True
     assert sidecar["model"]["release"] == "bundled" and len(sidecar["model"]["fingerprint"]) == 64
-    assert sidecar["folds"] == ([0] if folds else [0, 1])
+    assert sidecar["folds"] == ([0] if options else [0, 1])
+    assert sidecar["settings"].get("tile_step", 0.5) == (1.0 if options else 0.5)
     assert sidecar["orientation"] == {"model_sct": "RPI", "model_axcodes": "LAS", "source": "dataset.json"}
     assert sidecar["Sources"][0]["sha256"].startswith({"t2": "15cde5cdc5e5", "t2_ms": "5b25b71646e3"}[name])
     assert sidecar["GeneratedBy"][0]["Name"] == "SpinalLesionSeg"
