@@ -7,7 +7,10 @@
 #    model, the two real images and four phantoms) and how the folds are held in GPU memory (about 1 minute);
 # 2. bench/inference.py on the lesion_ms architecture, five folds: stock nnunetv2 against our worker (fp32,
 #    bf16, fp16, ROIs, centred tiles), each worker result compared with the fp32 one inside its ROI (about
-#    5 minutes). Results and the figure go to $OUT; copy them into bench/results/ and docs/figures/.
+#    5 minutes);
+# 3. bench/compile.py on the lesion_ms architecture, five folds: --compile against the plain network in one worker
+#    (fp16, the whole pipeline; about 2 minutes, cut off at 170 s so that the call returns in its 600 s).
+# Results and the figure go to $OUT as each step ends; copy them into bench/results/ and docs/figures/.
 set -euo pipefail
 site=/tmp/site
 mkdir -p "$site" && tar -xJf .gpusite/site.tar.xz -C "$site"
@@ -18,3 +21,6 @@ cp bench/results/speed_fidelity_cuda.json "$OUT"/
 python3 bench/inference.py --model resenc-l --folds 0 1 2 3 4 --device cuda \
     --input .gpusite/data/sct_tutorial_data/t2_ms/t2.nii.gz --configs stock-predictor ours-serve --work /tmp/bench
 cp bench/results/inference_resenc-l_cuda.json docs/figures/inference_resenc-l_cuda.png "$OUT"/
+timeout 170 python3 bench/compile.py --model resenc-l --folds 0 1 2 3 4 --device cuda \
+    --input .gpusite/data/sct_tutorial_data/t2_ms/t2.nii.gz
+cp bench/results/compile_resenc-l_cuda.json "$OUT"/

@@ -115,6 +115,7 @@ def _job_template(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.model, "device": args.device, "folds": args.folds, "tta": args.tta,
             "contrast": args.contrast, "threshold": args.threshold, "ensemble": args.ensemble,
             "precision": args.precision, "tile_step": args.tile_step, "roi_tiles": args.roi_tiles,
+            "compile": args.compile,
             "roi_margin_mm": args.roi_margin, "overwrite": args.overwrite, "dicom_out": args.dicom_out,
             "uid_root": args.uid_root, "drop_outside_cord": args.drop_outside_cord,
             "outside_cord_margin_mm": args.outside_cord_margin}

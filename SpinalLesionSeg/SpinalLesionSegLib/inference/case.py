@@ -7,9 +7,8 @@ Outputs per case (``<stem>`` = the first input's file name without its extension
 * ``<stem>_lesion_soft.nii.gz`` -- float32 mean lesion probability over folds, in [0, 1]
 * ``<stem>_sc_seg.nii.gz``      -- uint8 0/1 spinal cord mask (region-based models, and ``--roi auto``: the cord the
   ROI came from, :mod:`.cord_stage`)
-* ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, orientation, ROI,
-  contrast hint, the lesions outside the cord (``outside_cord``, :func:`outside_cord_record`), timings, software
-  version, BIDS-style ``GeneratedBy``.
+* ``<stem>_lesion_seg.json``    -- sidecar: model, folds, threshold, ensemble rule, device, precision, compile, ROI,
+  orientation, contrast hint, lesions outside the cord (:func:`outside_cord_record`), timings, BIDS ``GeneratedBy``.
 * for a DICOM input (a folder; ``<stem>`` = the series' readable name) also the DICOM outputs
   (:mod:`..dicom.export`): ``<stem>_lesion_seg.dcm`` and ``<stem>_lesion_soft.dcm`` (SEG), ``<stem>_lesion_sr.dcm``
   (structured report) and ``<stem>_preview_N.dcm`` (secondary capture).
@@ -91,7 +90,7 @@ def model_info(resolved: ResolvedModel) -> dict[str, Any]:
 def result_settings(job: Job) -> dict[str, Any]:
     """The job settings a result depends on, as the sidecar records them under ``settings``: what a batch re-run
     compares (with the model's fingerprint and the input's sha256) to decide whether a result is still current.
-    Where it ran (device) is not among them: a result is as good from one device as from another. The precision,
+    Where and how it ran (device, compile) is not: a result is as good from one device as from another. The precision,
     the tile step and the ROI tiling are, when not the defaults (so that results made before the options existed
     stay current; the ROI tiling only with an ROI, the one case where it changes anything)."""
     return {"folds": job.folds, "tta": job.tta, "contrast": job.contrast, "threshold": job.threshold,
@@ -181,6 +180,7 @@ def predict_case(model: LoadedModel, inputs: Sequence[Path], job: Job, info: dic
         sidecar["sequences"] = sequences.record(model.channel_names[reference], job.register) if sequences else None
         sidecar["precision"] = prediction.precision.record(job.precision) if prediction.precision else None
         sidecar["tiles"] = prediction.tiles.record() if prediction.tiles else None
+        sidecar["compile"] = prediction.compiled.record() if prediction.compiled else None
         published = result_set.publish(json.dumps(sidecar, indent=2) + "\n")
     report("done", 1.0)
     counted = prediction.cord if cord_only else prediction.binary
@@ -236,8 +236,9 @@ def _predict(model: LoadedModel, images: list[sitk.Image], job: Job, info: dict[
         roi = cord_model_roi(model, images[0], roi)
     prediction = model.predict(images, threshold=job.threshold, ensemble=job.ensemble, roi=roi,
                                progress=lesion_report, precision=job.precision, tile_step=job.tile_step,
-                               roi_tiles=job.roi_tiles)
-    warnings.extend(filter(None, [emulation_warning(prediction.precision, model.device.device)]))
+                               roi_tiles=job.roi_tiles, compile_network=job.compile)
+    warnings.extend(filter(None, [emulation_warning(prediction.precision, model.device.device),
+                                  prediction.compiled.warning() if prediction.compiled else None]))
     if model.task == "cord":
         return largest_cord(prediction), roi, None
     if source == "own":

@@ -22,8 +22,7 @@ torch and nnunetv2 are imported here, so this module is only imported by the wor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,46 +36,21 @@ from ..image_io import same_grid
 from ..models.resolve import ResolvedModel
 from .channels import model_channels
 from .checkpoint import load_fold_checkpoints
+from .compiled import NetworkCompiler
 from .fold_weights import FoldWeights, file_stamps
 from .device import DeviceChoice, select_device
 from .lean_memory import convolution_weight_names, release_consumed_skips
 from .network import build_network, load_weights
+from .prediction import Prediction, Progress
 from .precision import FP32, PrecisionChoice, autocast, choose_precision, compute_dtype
 from .predictor_steps import paste as _paste, quiet as _quiet, timed as _timed, without_environment
 from .roi import Box, index_block, roi_mask
-from .tiles import EXACT, TileChoice, check_roi_tiles, choose_tiles, roi_window
+from .tiles import EXACT, check_roi_tiles, choose_tiles, roi_window
 
 #: Logit magnitude that makes a voxel background with certainty (softmax/sigmoid of +-30 is 1 - 1e-13).
 BACKGROUND_LOGIT = 30.0
 #: Mean cord probability over folds from which a voxel is cord (nnU-Net's argmax for a two-class cord model).
 CORD_THRESHOLD = 0.5
-
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class Prediction:
-    """Outputs for one input image, all on the input's grid.
-
-    soft   -- float32 mean lesion probability over folds, in [0, 1] (None for a cord-only model);
-    binary -- uint8 0/1 lesion mask from the ensemble rule (None for a cord-only model);
-    cord   -- uint8 0/1 spinal cord mask (region-based and cord-only models), else None;
-    roi    -- the box inference ran on (None for the whole image);
-    timings_s -- seconds per stage;
-    cord_soft -- float32 mean cord probability over folds (models with a cord output), else None;
-    precision -- the network's arithmetic and why (:mod:`.precision`);
-    tiles -- the sliding-window tiles run and how they were chosen (:mod:`.tiles`).
-    """
-
-    soft: sitk.Image | None
-    binary: sitk.Image | None
-    cord: sitk.Image | None
-    roi: Box | None
-    timings_s: dict[str, float] = field(default_factory=dict)
-    cord_soft: sitk.Image | None = None
-    precision: PrecisionChoice | None = None
-    tiles: TileChoice | None = None
-
 
 class LoadedModel:
     """An nnU-Net model ready to predict: network built from the plans, fold weights at hand (:mod:`.fold_weights`),
@@ -102,7 +76,8 @@ class LoadedModel:
         self.device: DeviceChoice = select_device(device)
         self.tta = tta
         self.precision = PrecisionChoice(FP32, "default")  # set by each predict()
-        self.roi_tiles, self.tile_choice = EXACT, None  # set by each predict()
+        self.roi_tiles, self.tile_choice = EXACT, None  # set by each predict(), as are the two below
+        self.compile_requested, self.compile_choice = False, None
         self.orientation_sct = self.resolved.orientation
         self.orientation_source = self.resolved.orientation_source
         self.orientation_axcodes = self.resolved.axcodes
@@ -125,6 +100,7 @@ class LoadedModel:
             convolution_weight_names(network))
         load_weights(network, self.fold_parameters[self.folds[0]], paths[0])
         release_consumed_skips(network)
+        self.compiler = NetworkCompiler(network)  # the network itself, and its compiled form once asked for
         self.lesion_channel, self.cord_channel = self._output_channels()
         self.predictor = self._make_predictor(network, loaded.mirroring_axes)
         del loaded
@@ -212,15 +188,18 @@ class LoadedModel:
 
     def predict(self, images: sitk.Image | Sequence[sitk.Image], *, threshold: float = THRESHOLD,
                 ensemble: str = ENSEMBLE, roi: Box | None = None, progress: Progress | None = None,
-                precision: str = FP32, tile_step: float = TILE_STEP, roi_tiles: str = EXACT) -> Prediction:
+                precision: str = FP32, tile_step: float = TILE_STEP, roi_tiles: str = EXACT,
+                compile_network: bool = False) -> Prediction:
         """Segment lesions (a cord-only model: the cord) in ``images`` (one per model channel; channels after the
         first are resampled onto the first one's grid). ``roi`` restricts inference to a box; outside it all is 0.
         ``precision``: the network's arithmetic (:data:`.precision.PRECISIONS`); ``tile_step``: the sliding window's
         step, a fraction of the patch (nnunetv2 reads it from its predictor when it lays out the tiles);
-        ``roi_tiles``: which tiles run inside an ROI (:mod:`.tiles`)."""
+        ``roi_tiles``: which tiles run inside an ROI (:mod:`.tiles`); ``compile_network``: torch.compile
+        (:mod:`.compiled`)."""
         images = self._check_inputs(images, threshold, ensemble)
         self.precision = choose_precision(precision, self.device.device, self._torch)
         self.roi_tiles, self.tile_choice = check_roi_tiles(roi_tiles), None
+        self.compile_requested, self.compile_choice = compile_network, None
         self.predictor.tile_step_size = tile_step
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -249,7 +228,7 @@ class LoadedModel:
         report("done", 1.0)
         return Prediction(soft=on_input.get("soft"), binary=on_input.get("binary"), cord=on_input.get("cord"),
                           roi=roi, timings_s=timings, cord_soft=on_input.get("cord_soft"), precision=self.precision,
-                          tiles=self.tile_choice)
+                          tiles=self.tile_choice, compiled=self.compile_choice)
 
     def _check_inputs(self, images: sitk.Image | Sequence[sitk.Image], threshold: float,
                       ensemble: str) -> list[sitk.Image]:
@@ -334,7 +313,7 @@ class LoadedModel:
         n_folds = len(self.fold_parameters)
         for index, fold in enumerate(self.fold_parameters):
             report(f"predict fold {fold}", 0.1 + 0.85 * index / n_folds)
-            segmentation, probabilities = self._predict_fold(fold, tensor, window, properties)
+            segmentation, probabilities = self._predict_fold(fold, tensor, window, properties, report)
             for key, channel in channels.items():
                 sums[key] += probabilities[channel]
             if "votes" in sums:
@@ -342,19 +321,31 @@ class LoadedModel:
         return sums
 
     def _predict_fold(self, fold: int, tensor: Any, window: tuple[slice, ...] | None,
-                      properties: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                      properties: dict[str, Any], report: Progress) -> tuple[np.ndarray, np.ndarray]:
         """One fold's segmentation and per-channel probabilities on the model-space grid, as nnunetv2's own export
         code turns its logits into them (undoing resampling and the non-zero crop)."""
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
         lowered = compute_dtype(self.precision, self._torch)  # conv weights held as autocast uses them (CPU)
-        load_weights(self.predictor.network, self.fold_parameters.weights(fold, lowered), self.checkpoints[fold])
+        load_weights(self.compiler.eager, self.fold_parameters.weights(fold, lowered), self.checkpoints[fold])
+        self._choose_network(tensor.shape[0], report)
         with _quiet(), self._torch.inference_mode():
             logits = self._sliding_window(tensor, window)
             segmentation, probabilities = convert_predicted_logits_to_segmentation_with_correct_shape(
                 logits, self.plans_manager, self.configuration_manager, self.label_manager, properties,
                 return_probabilities=True)
         return segmentation, np.asarray(probabilities)
+
+    def _choose_network(self, channels: int, report: Progress) -> None:
+        """The network this fold runs (:mod:`.compiled`): compiled when asked for (on the first fold, once per
+        precision), else the network itself; the first fold's choice, with its compile time, is the prediction's."""
+        if self.compile_requested and self.compiler.will_compile(self.precision.name):
+            report("compile the network (once per model and precision)", 0.1)
+        network, choice = self.compiler.network_for(
+            self.compile_requested, self.precision.name,
+            lambda: autocast(self.precision, self.device.device, self._torch),
+            (channels, *self.configuration_manager.patch_size), self.device.device)
+        self.predictor.network, self.compile_choice = network, self.compile_choice or choice
 
     def _ensemble(self, sums: dict[str, np.ndarray], *, threshold: float, ensemble: str) -> dict[str, np.ndarray]:
         """Fold sums to model-space outputs: for lesion models soft (float32 mean lesion probability) and binary

@@ -126,6 +126,8 @@ class Job:
     tile_step: float = defaults.TILE_STEP
     #: Tiles run inside a region of interest (:mod:`.tiles`): exact or centred.
     roi_tiles: str = defaults.ROI_TILES
+    #: Run the network through torch.compile (:mod:`.compiled`).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check(isinstance(self.inputs, list) and all(isinstance(p, str) for p in self.inputs),
@@ -160,6 +162,7 @@ class Job:
         _check(_is_number(self.tile_step) and low <= self.tile_step <= high,
                f"'tile_step' must be a number from {low:g} to {high:g}, got {self.tile_step!r}")
         _check(isinstance(self.register, bool), f"'register' must be true or false, got {self.register!r}")
+        _check(isinstance(self.compile, bool), f"'compile' must be true or false, got {self.compile!r}")
         _check(not (self.roi_auto and (self.roi_mask or self.roi_box)),
                "'roi_auto' finds the cord itself: give it without 'roi_mask' or 'roi_box'")
         _check(self.cord_model is None or (isinstance(self.cord_model, str) and bool(self.cord_model)),
