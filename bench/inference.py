@@ -268,8 +268,6 @@ SERVE_DIRS = {"full-second": "serve2", "roi-second": "serve3", "roi-cord10-secon
 
 def fidelity(work: Path, image: Path) -> dict:
     """Each worker job's soft map and mask against the whole-image fp32 job's, inside the job's ROI."""
-    from speed_fidelity import lesions_agree
-
     from SpinalLesionSegLib.inference.roi import box_from_corners, roi_mask
 
     def read(folder: str, role: str) -> np.ndarray:
@@ -285,12 +283,19 @@ def fidelity(work: Path, image: Path) -> dict:
         ras = roi_box(image, box) if box else None
         inside = (roi_mask(reference, box_from_corners(ras.ras_min_mm, ras.ras_max_mm)) if ras
                   else np.ones(soft_ref.shape, bool))
-        diff = np.abs(read(folder, "soft") - soft_ref)[inside]
-        a, b = mask_ref & inside, (read(folder, "seg") > 0) & inside
-        rows[job] = {"soft_abs_diff_max": float(diff.max()), "soft_abs_diff_p99.99": float(np.percentile(diff, 99.99)),
-                     "dice": 1.0 if not (a.any() or b.any()) else float(2 * (a & b).sum() / (a.sum() + b.sum())),
-                     "lesion_voxels": [int(a.sum()), int(b.sum())], "same_lesions": lesions_agree(a, b)}
+        rows[job] = agreement(np.abs(read(folder, "soft") - soft_ref)[inside], mask_ref & inside,
+                              (read(folder, "seg") > 0) & inside)
     return rows
+
+
+def agreement(diff: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict:
+    """Soft-map differences ``diff`` (max, 99.99th percentile) and the agreement of masks ``a`` and ``b`` (Dice,
+    voxel counts, every lesion of one overlapping one of the other)."""
+    from speed_fidelity import lesions_agree
+
+    return {"soft_abs_diff_max": float(diff.max()), "soft_abs_diff_p99.99": float(np.percentile(diff, 99.99)),
+            "dice": 1.0 if not (a.any() or b.any()) else float(2 * (a & b).sum() / (a.sum() + b.sum())),
+            "lesion_voxels": [int(a.sum()), int(b.sum())], "same_lesions": lesions_agree(a, b)}
 
 
 def plot(record: dict, target: Path) -> Path:
@@ -326,12 +331,32 @@ def plot(record: dict, target: Path) -> Path:
     return target
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every inference benchmark takes: model, folds, device, input image."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("demo", "resenc-l"), default="demo")
-    parser.add_argument("--folds", type=int, nargs="+", help="default: all folds of the model (resenc-l: 0)")
+    parser.add_argument("--folds", type=int, nargs="+", help="default: all folds of the demo (resenc-l: 0)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    return parser
+
+
+def write_record(name: str, args: argparse.Namespace, folds: list[int], **fields: object) -> tuple[dict, Path]:
+    """``bench/results/<name>_<model>_<device>.json``: the run's settings, ``fields``, the machine and the date."""
+    import torch
+
+    record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input), **fields,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+              "date": time.strftime("%Y-%m-%d")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / f"{name}_{args.model}_{args.device}.json"
+    target.write_text(json.dumps(record, indent=2) + "\n")
+    return record, target
+
+
+def main() -> None:
+    parser = common_arguments(__doc__)
     parser.add_argument("--work", type=Path, help="keep outputs here (default: a temporary folder)")
     parser.add_argument("--configs", nargs="+",
                         default=["stock-cli", "stock-predictor", "ours-cli", "ours-serve", "ours-interactive"])
@@ -376,17 +401,8 @@ def main() -> None:
     if "stock-predictor" in results and "ours-interactive" in results:
         summary["speedup_fast_preset_fresh_process"] = round(
             results["stock-predictor"]["wall_s"] / results["ours-interactive"]["wall_s"], 2)
-    import torch
-
-    record = {"model": args.model, "folds": folds, "device": args.device, "input": str(args.input),
-              "roi_box_ijk": T2MS_CORD_BOX_IJK, "roi_cord_10mm_box_ijk": T2MS_CORD_10MM_BOX_IJK, "results": results,
-              "summary": summary,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-              "date": time.strftime("%Y-%m-%d")}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / f"inference_{args.model}_{args.device}.json"
-    target.write_text(json.dumps(record, indent=2) + "\n")
+    record, target = write_record("inference", args, folds, roi_box_ijk=T2MS_CORD_BOX_IJK,
+                                  roi_cord_10mm_box_ijk=T2MS_CORD_10MM_BOX_IJK, results=results, summary=summary)
     print(f"figure {plot(record, ROOT / 'docs' / 'figures' / f'inference_{args.model}_{args.device}.png')}")
     print(json.dumps(summary, indent=2))
     print(f"wrote {target}")

@@ -64,8 +64,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         "one tile when it fits in a patch: faster, values differ slightly; the sidecar records it)")
     parser.add_argument("--compile", action="store_true",
                         help="run the network through torch.compile: for long runs on a GPU (compiles for about a "
-                        "minute first, then its forward work about halves); no gain on a CPU; falls back to the plain "
-                        "network with a warning where compiling fails (the sidecar records it)")
+                        "minute first, then its forward work about halves); little or no gain on a CPU; falls "
+                        "back to the plain network with a warning where compiling fails (the sidecar records it)")
 
 
 def _tile_step(text: str) -> float:
