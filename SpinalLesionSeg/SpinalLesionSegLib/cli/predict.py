@@ -63,8 +63,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         "touch it, so values inside it equal a whole-image run's) or centred (tiles laid over the ROI, "
                         "one tile when it fits in a patch: faster, values differ slightly; the sidecar records it)")
     parser.add_argument("--compile", action="store_true",
-                        help="run the network through torch.compile: for long runs on a GPU (compiles for about a "
-                        "minute first, then its forward work about halves); little or no gain on a CPU; falls "
+                        help="run the network through torch.compile, for long runs on a GPU: the first image waits "
+                        "while it compiles (half a minute to a minute); the bare lesion_ms network ran twice as fast "
+                        "compiled on an H200 (the whole pipeline not yet measured there); no gain on a CPU; falls "
                         "back to the plain network with a warning where compiling fails (the sidecar records it)")
 
 

@@ -108,6 +108,11 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - started
 
     @property
+    def network(self) -> Any:
+        """The plain network, the one fold weights are loaded into (the predictor may hold its compiled form)."""
+        return self.compiler.eager
+
+    @property
     def region_based(self) -> bool:
         return bool(self.label_manager.has_regions)
 
@@ -327,7 +332,7 @@ class LoadedModel:
         from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
         lowered = compute_dtype(self.precision, self._torch)  # conv weights held as autocast uses them (CPU)
-        load_weights(self.compiler.eager, self.fold_parameters.weights(fold, lowered), self.checkpoints[fold])
+        load_weights(self.network, self.fold_parameters.weights(fold, lowered), self.checkpoints[fold])
         self._choose_network(tensor.shape[0], report)
         with _quiet(), self._torch.inference_mode():
             logits = self._sliding_window(tensor, window)
