@@ -3,7 +3,7 @@
 On a lent H200 the bare ``lesion_ms`` network's forward work halved compiled (fp16: 2.38 s to 1.18 s for five
 folds of nine 192^3 tiles, after 26-35 s of compiling; ``bench/gpu_network.py``); the whole pipeline compiled on a
 GPU is not measured yet. So it may pay in ``batch`` and in a persistent worker, not for one interactive image; on
-this project's 2-core CPU it does not pay at all (1.00-1.02x, 19-62 s to compile, 0.15-0.4 GB more memory;
+this project's 2-core CPU it does not pay at all (0.87-1.02x, 24-65 s to compile, 0.12-0.45 GB more memory;
 ``bench/compile.py``). Hence opt-in, and never in the panel.
 
 The compiled module wraps the same network object, so fold switching (:func:`.network.load_weights` assigns each
